@@ -1,0 +1,2 @@
+"""segkit engine."""
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Preprocessing: crop to non-zero, normalise, resample; and the way back (export)."""

@@ -1,0 +1,72 @@
+"""Shared fixtures: the phantom challenge and the real data in ../shared/data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from toolkit.phantom import make_phantom_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def phantom_dataset(tmp_path_factory) -> Path:
+    """The built-in phantom challenge (8 training cases in 4 patients, 2 test cases). Read-only use."""
+    return make_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_train=8, n_test=2, seed=0)
+
+
+@pytest.fixture
+def phantom_copy(phantom_dataset, tmp_path) -> Path:
+    """A private, writable copy of the phantom dataset for tests that corrupt or modify it."""
+    dst = tmp_path / phantom_dataset.name
+    shutil.copytree(phantom_dataset, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not available: {SHARED_DATA} is absent")
+    return SHARED_DATA
+
+
+def msd_to_v2(msd_root: Path, out_root: Path, max_cases: int | None = None) -> Path:
+    """Minimal on-the-fly MSD -> nnU-Net v2 conversion for single-channel MSD tasks (tests only;
+    the real converter is the ``decathlon`` challenge adapter)."""
+    meta = json.loads((msd_root / "dataset.json").read_text())
+    (out_root / "imagesTr").mkdir(parents=True)
+    (out_root / "labelsTr").mkdir()
+    entries = sorted(meta["training"], key=lambda e: e["image"])[:max_cases]
+    for e in entries:
+        case = Path(e["image"]).name[: -len(".nii.gz")]
+        shutil.copy(msd_root / e["image"], out_root / "imagesTr" / f"{case}_0000.nii.gz")
+        shutil.copy(msd_root / e["label"], out_root / "labelsTr" / f"{case}.nii.gz")
+    v2 = {
+        "channel_names": {k: v for k, v in meta["modality"].items()},
+        "labels": {("background" if int(k) == 0 else v): int(k) for k, v in meta["labels"].items()},
+        "numTraining": len(entries),
+        "file_ending": ".nii.gz",
+        "name": meta.get("name", msd_root.name),
+    }
+    (out_root / "dataset.json").write_text(json.dumps(v2, indent=2))
+    return out_root
+
+
+@pytest.fixture(scope="session")
+def hippocampus_msd(shared_data) -> Path:
+    """The real MSD Task04_Hippocampus folder (MSD layout, read-only)."""
+    root = shared_data / "Task04_Hippocampus"
+    if not (root / "dataset.json").is_file():
+        pytest.skip(f"real data not available: {root} is absent")
+    return root
+
+
+@pytest.fixture(scope="session")
+def hippocampus_v2(hippocampus_msd, tmp_path_factory) -> Path:
+    """Task04_Hippocampus converted to the nnU-Net v2 layout (its 195 training cases)."""
+    return msd_to_v2(hippocampus_msd, tmp_path_factory.mktemp("hippo") / "Dataset004_Hippocampus")

@@ -1,0 +1,17 @@
+"""Options shared by several commands, so every command spells them the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+work_option = click.option(
+    "--work", "work", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Work directory (default: $SEGKIT_WORK, else ./segkit_work).",
+)
+jobs_option = click.option("-j", "--jobs", "jobs", type=click.IntRange(min=1), default=None,
+                           help="Parallel worker processes (default: number of CPU cores, at most 8).")
+dataset_argument = click.argument(
+    "dataset", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DATASET"
+)

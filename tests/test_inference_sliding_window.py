@@ -1,0 +1,171 @@
+"""Sliding window, Gaussian importance map and mirroring TTA, with tiny hand-made torch modules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from toolkit.inference.sliding_window import (
+    gaussian_importance_map,
+    mirror_variants,
+    sliding_window_predict,
+    window_starts,
+)
+
+
+class Constant(nn.Module):
+    """Outputs the same logits at every voxel, whatever the input."""
+
+    def __init__(self, logits: list[float], ndim: int = 3) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.tensor(logits))
+        self.ndim = ndim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.ndim == self.ndim + 2
+        shape = (x.shape[0], len(self.logits), *x.shape[2:])
+        return self.logits.view(1, -1, *([1] * self.ndim)).expand(shape).clone()
+
+
+class Pointwise(nn.Module):
+    """Logits are a fixed function of each voxel's own intensities: position- and flip-invariant."""
+
+    def __init__(self, in_ch: int = 1, k: int = 3, ndim: int = 3) -> None:
+        super().__init__()
+        conv = nn.Conv3d if ndim == 3 else nn.Conv2d
+        torch.manual_seed(0)
+        self.conv = conv(in_ch, k, 1)
+        self.ndim = ndim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.ndim == self.ndim + 2
+        return self.conv(x)
+
+
+def _reference_pointwise(model: Pointwise, data: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        if model.ndim == 3:
+            return torch.softmax(model(data[None]), 1)[0]
+        return torch.softmax(model(data.permute(1, 0, 2, 3)), 1).permute(1, 0, 2, 3)
+
+
+def test_window_starts_cover_evenly():
+    starts = window_starts((100, 64, 65), (40, 64, 32), 0.5)
+    assert starts[1] == [0]
+    assert starts[0][0] == 0 and starts[0][-1] == 60
+    assert starts[2] == [0, 11, 22, 33]  # 4 windows: 3 would need a step > 16
+    for axis, patch in ((0, 40), (2, 32)):
+        gaps = np.diff(starts[axis])
+        assert gaps.max() <= patch * 0.5 and gaps.max() - gaps.min() <= 1  # even spread, step <= half
+    assert len(window_starts((10,), (4,), 1.0)[0]) == 3
+    with pytest.raises(ValueError):
+        window_starts((3,), (4,), 0.5)
+
+
+def test_gaussian_map_properties_and_cache():
+    g = gaussian_importance_map((24, 32, 16))
+    assert g.shape == (24, 32, 16) and g.dtype == torch.float32
+    assert float(g.max()) == pytest.approx(1.0) and float(g[12, 16, 8]) == pytest.approx(1.0)
+    assert float(g.min()) > 0
+    # sigma = patch / 8: one sigma from the centre along y (32 -> sigma 4) the value is ~exp(-1/2)
+    assert float(g[12, 20, 8]) == pytest.approx(np.exp(-0.5), rel=0.02)
+    assert torch.equal(g[:, :, 8 - 3], g[:, :, 8 + 3])  # symmetric around the centre
+    assert gaussian_importance_map((24, 32, 16)) is g  # cached per patch size
+
+
+def test_mirror_variants_counts():
+    assert len(mirror_variants((0, 1, 2))) == 8
+    assert len(mirror_variants((0, 1))) == 4
+    assert mirror_variants(None) == [()]
+
+
+@pytest.mark.parametrize("shape", [(37, 45, 29), (8, 8, 8), (5, 70, 3)])
+def test_constant_model_gives_constant(shape):
+    logits = [0.3, -1.0, 2.0]
+    expected = torch.softmax(torch.tensor(logits), 0)
+    out = sliding_window_predict(Constant(logits), torch.randn(1, *shape), (16, 16, 16), 3, mirror_axes=(0, 1, 2))
+    assert out.shape == (3, *shape)
+    assert torch.allclose(out, expected.view(3, 1, 1, 1).expand_as(out), atol=1e-6)
+
+
+@pytest.mark.parametrize("shape,patch", [((37, 45, 29), (16, 16, 16)), ((7, 9, 40), (12, 16, 16)),
+                                         ((16, 16, 16), (16, 16, 16))])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_every_voxel_covered_in_place(shape, patch, batch):
+    """A pointwise model must give back exactly the pointwise function at every voxel: any window placed
+    wrongly, any voxel left out, or padding not removed in the right place would show."""
+    model = Pointwise(in_ch=2)
+    data = torch.randn(2, *shape)
+    out = sliding_window_predict(model, data, patch, 3, mirror_axes=None, batch_windows=batch)
+    assert torch.allclose(out, _reference_pointwise(model, data), atol=1e-5)
+    assert torch.allclose(out.sum(0), torch.ones(shape), atol=1e-5)
+
+
+def test_tta_with_mirror_equivariant_model_is_identity():
+    torch.manual_seed(1)
+    conv = nn.Conv3d(1, 3, 3, padding=1)
+    with torch.no_grad():  # a kernel symmetric under every flip makes the conv flip-equivariant
+        w = conv.weight
+        w.copy_((w + w.flip(2) + w.flip(3) + w.flip(4) + w.flip(2, 3) + w.flip(2, 4) + w.flip(3, 4)
+                 + w.flip(2, 3, 4)) / 8)
+    data = torch.randn(1, 30, 27, 33)
+    plain = sliding_window_predict(conv, data, (16, 16, 16), 3, mirror_axes=None)
+    tta = sliding_window_predict(conv, data, (16, 16, 16), 3, mirror_axes=(0, 1, 2))
+    assert torch.allclose(plain, tta, atol=1e-5)
+
+
+def test_tta_averages_flipped_passes():
+    """With an asymmetric kernel TTA changes the result, and equals the mean over the 8 flips."""
+    torch.manual_seed(2)
+    conv = nn.Conv3d(1, 2, 3, padding=1)
+    data = torch.randn(1, 16, 16, 16)
+    tta = sliding_window_predict(conv, data, (16, 16, 16), 2, mirror_axes=(0, 1, 2))
+    plain = sliding_window_predict(conv, data, (16, 16, 16), 2, mirror_axes=None)
+    with torch.no_grad():
+        expected = sum(torch.softmax(conv(data[None].flip([a + 2 for a in v])), 1).flip([a + 2 for a in v])[0]
+                       for v in mirror_variants((0, 1, 2))) / 8
+    assert torch.allclose(tta, expected, atol=1e-5)
+    assert not torch.allclose(tta, plain, atol=1e-3)
+
+
+def test_2d_model_predicts_slice_by_slice():
+    model = Pointwise(in_ch=1, ndim=2)
+    data = torch.randn(1, 5, 23, 40)
+    out = sliding_window_predict(model, data, (16, 16), 3, mirror_axes=(0, 1), batch_windows=4)
+    assert out.shape == (3, 5, 23, 40)
+    assert torch.allclose(out, _reference_pointwise(model, data), atol=1e-5)
+
+
+def test_2d_tta_is_per_slice_in_plane():
+    torch.manual_seed(3)
+    conv = nn.Conv2d(1, 2, 3, padding=1)
+    data = torch.randn(1, 3, 16, 16)
+    out = sliding_window_predict(conv, data, (16, 16), 2, mirror_axes=(0, 1))
+    with torch.no_grad():
+        slices = data.permute(1, 0, 2, 3)  # (z, c, y, x)
+        expected = sum(torch.softmax(conv(slices.flip([a + 2 for a in v])), 1).flip([a + 2 for a in v])
+                       for v in mirror_variants((0, 1))) / 4
+    assert torch.allclose(out, expected.permute(1, 0, 2, 3), atol=1e-5)
+
+
+def test_deep_supervision_list_output_uses_highest_resolution():
+    class DS(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = Pointwise()
+
+        def forward(self, x):
+            y = self.inner(x)
+            return [y, y[:, :, ::2, ::2, ::2]]
+
+    model = DS()
+    data = torch.randn(1, 20, 20, 20)
+    out = sliding_window_predict(model, data, (16, 16, 16), 3, mirror_axes=(0,))
+    assert torch.allclose(out, _reference_pointwise(model.inner, data), atol=1e-5)
+
+
+def test_accepts_numpy_and_is_float32():
+    out = sliding_window_predict(Pointwise(), np.random.rand(1, 10, 10, 10).astype(np.float64), (8, 8, 8), 3)
+    assert out.dtype == torch.float32 and out.shape == (3, 10, 10, 10)

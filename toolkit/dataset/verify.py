@@ -22,6 +22,7 @@ from toolkit.dataset.layout import Case, DatasetSpec, discover_cases, load_datas
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import read_json
 from toolkit.io.images import Geometry, read_image
+from toolkit.io.integrity import nifti_nonfinite_count
 
 PROGRESS_MIN_CASES = 50
 
@@ -86,7 +87,7 @@ def _check_files(spec: DatasetSpec, split: str, cases: list[Case]) -> list[str]:
         else:
             problems.append(_p(p, "name does not follow <case>_<XXXX>" + spec.file_ending))
     by_case, _ = scan_images(folder, spec.file_ending)
-    for case_id, channels in by_case.items():
+    for channels in by_case.values():
         for ch in sorted(set(channels) - set(range(spec.num_channels))):
             problems.append(_p(channels[ch], f"channel {ch:04d} is not declared in channel_names"))
     for case in cases:
@@ -180,8 +181,8 @@ def _check_case(spec: DatasetSpec, case: Case) -> _CaseResult:
         res.problems += problems
         if array is None:
             continue
-        if not np.all(np.isfinite(array)):
-            n_bad = int(np.count_nonzero(~np.isfinite(array)))
+        n_bad = int(np.count_nonzero(~np.isfinite(array))) or nifti_nonfinite_count(img)
+        if n_bad:
             res.problems.append(_p(img, f"contains {n_bad} NaN/Inf voxel(s)"))
         if ref is None:
             ref, res.ndim = (array, geometry), array.ndim

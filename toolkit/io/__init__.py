@@ -4,8 +4,8 @@ from toolkit.io.atomic import atomic_write_json, atomic_write_path, read_json
 from toolkit.io.images import (
     Geometry,
     read_case_images,
-    read_image,
     read_geometry,
+    read_image,
     register_format,
     supported_endings,
     write_image,

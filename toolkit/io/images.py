@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.errors import SegkitError
+from toolkit.io.integrity import nifti_truncation
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ def ending_of(path: str | Path) -> str:
 def _sitk():
     import SimpleITK as sitk
 
+    # ITK prints warnings about metadata it cannot carry over; they are noise for our users.
+    sitk.ProcessObject_SetGlobalWarningDisplay(False)
     return sitk
 
 
@@ -105,6 +108,8 @@ def _sitk_geometry(img) -> Geometry:
 
 def _sitk_read(path: Path) -> tuple[np.ndarray, Geometry]:
     sitk = _sitk()
+    if problem := nifti_truncation(path):
+        raise SegkitError(problem if problem.startswith("empty") else f"unreadable image ({problem})", path)
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -148,9 +153,9 @@ for _ending in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr"):
 def read_image(path: str | Path) -> tuple[np.ndarray, Geometry]:
     """Read one image file; returns (array in (z, y, x) order, geometry)."""
     path = Path(path)
+    reader, _ = _FORMATS[ending_of(path)]
     if not path.is_file():
         raise SegkitError("file not found", path)
-    reader, _ = _FORMATS[ending_of(path)]
     return reader(path)
 
 

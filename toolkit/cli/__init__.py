@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "verify": "toolkit.cli.dataset_cmds:verify",
     "split": "toolkit.cli.dataset_cmds:split",
     "demo": "toolkit.cli.demo_cmd:demo",
+    "fingerprint": "toolkit.cli.plan_cmds:fingerprint",
+    "plan": "toolkit.cli.plan_cmds:plan",
 }
 
 

@@ -1,0 +1,139 @@
+"""From a dataset fingerprint to plans.json: every inferred parameter of method.md 1.3.
+
+:func:`plan_experiment` is a pure function of the fingerprint, the dataset description and the GPU
+memory budget. It returns the plans and the rule trace (``--explain``): the rules append one line
+each to a list instead of printing, so the trace is data the CLI decides what to do with.
+
+Axis order is the input arrays' (z, y, x); ``transpose_forward`` is always [0, 1, 2]: the 2d
+configuration slices along axis 0 and works on axes 1 and 2. nnU-Net v2 instead transposes the
+coarsest axis to the front; segkit keeps the array order so plans read the same as the data, and
+the trace warns when axis 0 is not the coarsest (then 2d is not on the two finest axes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from toolkit.dataset import DatasetSpec
+from toolkit.errors import SegkitError
+from toolkit.planning.cascade import plan_lowres
+from toolkit.planning.configuration import ConfigPlan, plan_configuration
+from toolkit.planning.normalization import normalization_schemes
+from toolkit.planning.settings import DEFAULT_SETTINGS, PlannerSettings
+from toolkit.planning.spacing import median_shape_at, target_spacing
+
+FINGERPRINT_KEYS = ("spacings", "shapes_after_crop", "foreground_intensity_properties_per_channel",
+                    "median_relative_size_after_cropping")
+
+
+def check_fingerprint(fp: Any, where: Any = None) -> None:
+    """Raise :class:`SegkitError` unless ``fp`` has what planning needs, consistently."""
+    if not isinstance(fp, Mapping):
+        raise SegkitError("fingerprint must be a JSON object", where)
+    missing = [k for k in FINGERPRINT_KEYS if k not in fp]
+    if missing:
+        raise SegkitError(f"fingerprint lacks key(s): {', '.join(missing)}", where)
+    sp, sh = fp["spacings"], fp["shapes_after_crop"]
+    if not isinstance(sp, list) or not isinstance(sh, list) or not sp or len(sp) != len(sh):
+        raise SegkitError("spacings and shapes_after_crop must be non-empty lists of equal length", where)
+    ndims = {len(s) for s in sp} | {len(s) for s in sh}
+    if len(ndims) != 1 or ndims.pop() not in (2, 3):
+        raise SegkitError("every spacing and shape must have the same number (2 or 3) of axes", where)
+    try:
+        ok = all(float(v) > 0 for s in sp for v in s) and all(int(v) > 0 for s in sh for v in s)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise SegkitError("spacings and shapes must be positive numbers", where)
+
+
+def _as_3d(values: list[list[float]], fill: float) -> list[list[float]]:
+    """2D fingerprints become 3D with one slice (nnU-Net's convention: z size 1, spacing 999)."""
+    return [list(v) if len(v) == 3 else [fill, *v] for v in values]
+
+
+def _entry(plan: ConfigPlan, identifier: str, norm: list[str], masks: list[bool]) -> dict[str, Any]:
+    topo = plan.topology
+    return {
+        "data_identifier": identifier,
+        "spacing": [float(s) for s in plan.spacing],
+        "median_shape": [float(m) for m in plan.median_shape],
+        "patch_size": [int(p) for p in plan.patch_size],
+        "batch_size": int(plan.batch_size),
+        "conv_kernel_sizes": [list(k) for k in topo.conv_kernel_sizes],
+        "pool_strides": [list(s) for s in topo.pool_strides],
+        "num_pool_per_axis": list(topo.num_pool_per_axis),
+        "features_per_stage": plan.features,
+        "normalization": list(norm),
+        "use_mask_for_norm": list(masks),
+        "estimated_feature_map_voxels": int(plan.estimate),
+        "memory_budget_voxels": float(plan.budget),
+    }
+
+
+def plan_experiment(
+    fingerprint: Mapping[str, Any],
+    dataset: DatasetSpec,
+    gpu_memory_gb: float = 8.0,
+    settings: PlannerSettings = DEFAULT_SETTINGS,
+) -> tuple[dict[str, Any], list[str]]:
+    """Plans for 2d, 3d_fullres and (when triggered) 3d_lowres + 3d_cascade_fullres; and the rule trace."""
+    check_fingerprint(fingerprint)
+    if gpu_memory_gb <= 0:
+        raise SegkitError(f"--gpu-memory-gb must be positive, got {gpu_memory_gb}")
+    trace: list[str] = []
+    spacings = _as_3d(fingerprint["spacings"], 999.0)
+    shapes = _as_3d(fingerprint["shapes_after_crop"], 1)
+    n_train = int(dataset.num_training) or len(spacings)
+    in_ch, n_cls = dataset.num_channels, dataset.num_classes
+    trace.append("[normalization]")
+    norm, masks = normalization_schemes(
+        dataset.channel_names, float(fingerprint["median_relative_size_after_cropping"]),
+        bool(dataset.raw.get("use_mask_for_norm", False)), settings, trace)
+    trace.append("[spacing]")
+    spacing = target_spacing(spacings, shapes, settings, trace)
+    median = median_shape_at(spacings, shapes, spacing)
+    dataset_voxels = float(np.prod(median)) * n_train
+    trace.append(f"median shape at target spacing {'x'.join(f'{m:g}' for m in median)}; "
+                 f"dataset ~{dataset_voxels:.3g} voxels ({n_train} cases)")
+    if int(np.argmax(spacing)) != 0 and max(spacing) > settings.anisotropy_threshold * min(spacing):
+        trace.append("note: the coarsest axis is not axis 0; 2d still slices along axis 0 (transpose_forward "
+                     "is fixed to [0, 1, 2])")
+    configs: dict[str, dict[str, Any]] = {}
+    trace.append("[2d]")
+    plan_2d = plan_configuration(spacing[1:], median[1:], dataset_voxels, in_ch, n_cls, gpu_memory_gb,
+                                 settings, trace)
+    configs["2d"] = {**_entry(plan_2d, "2d", norm, masks), "batch_dice": True}
+    if median[0] > 1:
+        trace.append("[3d_fullres]")
+        full = plan_configuration(spacing, median, dataset_voxels, in_ch, n_cls, gpu_memory_gb, settings, trace)
+        configs["3d_fullres"] = _entry(full, "3d_fullres", norm, masks)
+        trace.append("[3d_lowres / cascade]")
+        low = plan_lowres(full, n_train, in_ch, n_cls, gpu_memory_gb, settings, trace)
+        # batch Dice as nnU-Net v2: on for 2d and for full-res when a cascade exists, off otherwise
+        configs["3d_fullres"]["batch_dice"] = low is not None
+        if low is not None:
+            configs["3d_lowres"] = {**_entry(low, "3d_lowres", norm, masks), "batch_dice": False,
+                                    "next_stage": "3d_cascade_fullres"}
+            configs["3d_cascade_fullres"] = {**configs["3d_fullres"], "previous_stage": "3d_lowres"}
+    else:
+        trace.append("[3d] the images have one slice: 2d only")
+    plans = {
+        "dataset_name": dataset.name,
+        "gpu_memory_gb": gpu_memory_gb,
+        "transpose_forward": [0, 1, 2],
+        "transpose_backward": [0, 1, 2],
+        "anisotropy_threshold": settings.anisotropy_threshold,
+        "original_median_spacing": [float(v) for v in np.median(np.asarray(spacings, dtype=float), axis=0)],
+        "original_median_shape": [float(v) for v in np.median(np.asarray(shapes, dtype=float), axis=0)],
+        "num_training": n_train,
+        "num_classes": n_cls,
+        "labels": dict(dataset.labels),
+        "channel_names": dict(dataset.channel_names),
+        "foreground_intensity_properties_per_channel": fingerprint["foreground_intensity_properties_per_channel"],
+        "configurations": configs,
+    }
+    return plans, trace

@@ -1,0 +1,187 @@
+"""Predictions back to the raw image: resample, argmax, paste, write with the input's exact geometry.
+
+Probabilities (K, z, y, x) at the plan's spacing are resampled to the cropped original shape
+(linear, nearest along the separate-z axis, method.md 1.3), arg-maxed, mapped from channel index to
+label value, pasted into the uncropped volume (background outside the crop box) and written with
+the geometry recorded at preprocessing time, so the file overlays the input exactly.
+
+Bounded memory: the output is produced in slabs along the first axis. Each slab needs only the
+input slices its interpolation taps touch, so peak memory is the input plus one slab of every class
+(``SLAB_BYTES``) plus the uint8/int16 label volume, whatever the image size.
+Backends: ``torch`` (bilinear in-plane by ``F.interpolate``, then the first axis by a 2-tap gather;
+multi-threaded, and on the GPU when the probabilities live there) or ``numpy`` (the separable
+resampler of :mod:`toolkit.preprocessing.resampling`, one class at a time). Both compute the same
+function; ``auto`` takes torch unless the first axis is not the only separately resampled one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.io.atomic import atomic_write_path
+from toolkit.io.images import Geometry, write_image
+from toolkit.preprocessing.preprocess import foreground_label_values
+from toolkit.preprocessing.resampling import (
+    axis_orders,
+    grid_coords,
+    kernel_taps,
+    resize_axis,
+    separate_z_axis,
+)
+
+SLAB_BYTES = 256 * 2**20
+
+
+def _slabs(n_in: int, n_out: int, order: int, per_slice_bytes: int):
+    """Yield (output range, input range, coords relative to the input range) along axis 0."""
+    step = max(1, SLAB_BYTES // max(per_slice_bytes, 1))
+    for o0 in range(0, n_out, step):
+        o1 = min(n_out, o0 + step)
+        coords = grid_coords(n_in, n_out, o0, o1)
+        idx = np.concatenate([i for i, _ in kernel_taps(coords, n_in, order)])
+        i0, i1 = int(idx.min()), int(idx.max()) + 1
+        yield (o0, o1), (i0, i1), coords - i0
+
+
+def _numpy_slab(probs, in_range, coords, out_shape, orders) -> np.ndarray:
+    """(K, slab, Y, X) float32 for one slab, resampled class by class."""
+    k = probs.shape[0]
+    out = np.empty((k, len(coords), *out_shape[1:]), dtype=np.float32)
+    for c in range(k):
+        arr = np.asarray(probs[c, in_range[0]:in_range[1]], dtype=np.float32)
+        arr = resize_axis(arr, 0, coords, orders[0])
+        for axis in (1, 2):
+            if arr.shape[axis] != out_shape[axis]:
+                arr = resize_axis(arr, axis, grid_coords(arr.shape[axis], out_shape[axis]), orders[axis])
+        out[c] = arr
+    return out
+
+
+def _torch_slab(probs, in_range, coords, out_shape, orders) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    x = probs[:, in_range[0]:in_range[1]]
+    x = x.to(torch.float32) if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x, np.float32))
+    x = x.transpose(0, 1)  # (slices, K, Y, X): slices as batch
+    if tuple(x.shape[2:]) != tuple(out_shape[1:]):
+        x = F.interpolate(x, size=tuple(out_shape[1:]), mode="bilinear", align_corners=False)
+    taps = kernel_taps(coords, x.shape[0], orders[0])
+    idx0 = torch.as_tensor(taps[0][0], device=x.device)
+    out = x.index_select(0, idx0)
+    if taps[0][1] is not None:
+        shape = (-1, 1, 1, 1)
+        out = out * torch.as_tensor(taps[0][1], dtype=torch.float32, device=x.device).view(shape)
+        for idx, w in taps[1:]:
+            sel = x.index_select(0, torch.as_tensor(idx, device=x.device))
+            out += sel * torch.as_tensor(w, dtype=torch.float32, device=x.device).view(shape)
+    return out.transpose(0, 1).cpu().numpy()
+
+
+def _pick_backend(backend: str, probs: Any, orders: tuple[int, ...]) -> str:
+    if backend != "auto":
+        return backend
+    if orders[1] != 1 or orders[2] != 1:  # torch path does in-plane bilinear only
+        return "numpy"
+    return "torch"
+
+
+def iter_resampled(probs: Any, out_shape: tuple[int, ...], spacing, new_spacing, threshold: float = 3.0,
+                   backend: str = "auto"):
+    """Yield (output slab range, (K, slab, Y, X) float32) of ``probs`` resampled to ``out_shape``."""
+    orders = axis_orders(3, 1, separate_z_axis(spacing, new_spacing, threshold))
+    if tuple(probs.shape[1:]) == tuple(out_shape):
+        orders = (0, 0, 0)  # identity: the gather copies slices
+    backend = _pick_backend(backend, probs, orders)
+    slab_fn = _torch_slab if backend == "torch" else _numpy_slab
+    per_slice = probs.shape[0] * int(np.prod(out_shape[1:])) * 4
+    for out_range, in_range, coords in _slabs(probs.shape[1], out_shape[0], orders[0], per_slice):
+        yield out_range, slab_fn(probs, in_range, coords, out_shape, orders)
+
+
+def _geometry_and_spacings(properties: dict, plans: dict):
+    geometry = Geometry.from_json(properties["geometry"])
+    threshold = float(plans.get("anisotropy_threshold", 3))
+    return geometry, properties["target_spacing"], properties["spacing"], threshold
+
+
+def _check_shape(probs: Any, properties: dict) -> None:
+    expected = tuple(properties["shape_after_resampling"])
+    if probs.ndim != 4 or tuple(probs.shape[1:]) != expected:
+        raise ValueError(f"probabilities {tuple(probs.shape)} do not match the case's shape {expected}")
+
+
+def _paste_slices(properties: dict) -> tuple[slice, ...]:
+    return tuple(slice(a, b) for a, b in properties["bbox"])
+
+
+def _to_original_ndim(array: np.ndarray, geometry: Geometry, lead: int) -> np.ndarray:
+    """Drop the singleton z added for 2D input images."""
+    if geometry.ndim == 2:
+        return array.reshape(array.shape[:lead] + array.shape[lead + 1:])
+    return array
+
+
+def resample_probabilities_to_original(probabilities: Any, properties: dict, plans: dict, config: str,
+                                       backend: str = "auto") -> np.ndarray:
+    """(K, z, y, x) float32 probabilities on the original, uncropped grid (background 1 outside the box).
+
+    ``config`` is accepted for the contract's symmetry; the spacings come from ``properties``.
+    """
+    _check_shape(probabilities, properties)
+    geometry, spacing, new_spacing, threshold = _geometry_and_spacings(properties, plans)
+    k = probabilities.shape[0]
+    full = np.zeros((k, *properties["shape_before_crop"]), dtype=np.float32)
+    full[0] = 1.0
+    box = _paste_slices(properties)
+    inner = full[(slice(None), *box)]
+    for (o0, o1), slab in iter_resampled(probabilities, tuple(properties["shape_after_crop"]), spacing,
+                                         new_spacing, threshold, backend):
+        inner[:, o0:o1] = slab
+    return _to_original_ndim(full, geometry, 1)
+
+
+def _label_lut(plans: dict, labels: list[int] | None, k: int) -> np.ndarray:
+    values = labels if labels is not None else [0, *foreground_label_values(plans)]
+    if len(values) != k:
+        raise ValueError(f"{k} probability channels but {len(values)} label values {values}")
+    dtype = np.uint8 if max(values) < 256 and min(values) >= 0 else np.int16
+    return np.asarray(values, dtype=dtype)
+
+
+def _segmentation_path(out_path: Path, file_ending: str) -> Path:
+    out_path = Path(out_path)
+    return out_path if out_path.name.endswith(file_ending) else out_path.with_name(out_path.name + file_ending)
+
+
+def export_prediction(probabilities: Any, properties: dict, plans: dict, config: str, out_path: Path,
+                      file_ending: str, save_probabilities: bool = False, labels: list[int] | None = None,
+                      backend: str = "auto") -> None:
+    """Write the segmentation ``out_path`` (+ ``<case>.npz`` with ``probabilities`` when asked).
+
+    ``out_path`` may carry ``file_ending`` or not; ``labels`` maps channel index -> label value
+    (default: background then the plan's sorted foreground values).
+    """
+    _check_shape(probabilities, properties)
+    lut = _label_lut(plans, labels, probabilities.shape[0])
+    seg_path = _segmentation_path(out_path, file_ending)
+    geometry = Geometry.from_json(properties["geometry"])
+    if save_probabilities:
+        full = resample_probabilities_to_original(probabilities, properties, plans, config, backend)
+        seg = lut[np.argmax(full, axis=0)]
+        npz = seg_path.with_name(seg_path.name[: -len(file_ending)] + ".npz")
+        with atomic_write_path(npz, suffix=".npz") as tmp:
+            np.savez_compressed(tmp, probabilities=full)
+        del full
+    else:
+        _, spacing, new_spacing, threshold = _geometry_and_spacings(properties, plans)
+        seg = np.zeros(properties["shape_before_crop"], dtype=lut.dtype)
+        inner = seg[_paste_slices(properties)]
+        for (o0, o1), slab in iter_resampled(probabilities, tuple(properties["shape_after_crop"]), spacing,
+                                             new_spacing, threshold, backend):
+            inner[o0:o1] = lut[np.argmax(slab, axis=0)]
+        seg = _to_original_ndim(seg, geometry, 0)
+    write_image(seg, geometry, seg_path)

@@ -1,0 +1,139 @@
+"""A trained configuration on disk: ``<WORK>/<ds>/models/<config>/`` with its folds' final checkpoints.
+
+A predictor needs nothing else (contracts.md): ``plans.json`` and ``dataset.json`` copies written when
+training started, and ``fold_<k>/checkpoint_final.pt``. The configuration's name is the folder's name.
+Everything the user may get wrong (a missing file, a fold without a final checkpoint) is a
+:class:`SegkitError` naming the path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import SegkitError
+from toolkit.io.atomic import read_json
+
+_FOLD_RE = re.compile(r"^fold_(\d+)$")
+CHECKPOINT = "checkpoint_final.pt"
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """One configuration's model folder and the folds chosen from it."""
+
+    root: Path
+    config: str
+    plans: dict[str, Any]
+    dataset_json: dict[str, Any]
+    folds: tuple[int, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        return self.plans["configurations"][self.config]
+
+    @property
+    def previous_stage(self) -> str | None:
+        return self.plan.get("previous_stage")
+
+    @property
+    def file_ending(self) -> str:
+        return str(self.dataset_json["file_ending"])
+
+    @property
+    def num_image_channels(self) -> int:
+        return len(self.dataset_json["channel_names"])
+
+    @property
+    def labels(self) -> list[int]:
+        """Label value of each output channel: background 0, then the sorted foreground values."""
+        return [0] + foreground_values(self.dataset_json)
+
+    def checkpoint(self, fold: int) -> Path:
+        return self.root / f"fold_{fold}" / CHECKPOINT
+
+
+def foreground_values(dataset_json: dict[str, Any]) -> list[int]:
+    """Sorted integer label values of the plain foreground classes (no regions, no ignore label)."""
+    labels = dataset_json["labels"]
+    return sorted(v for k, v in labels.items()
+                  if isinstance(v, int) and not isinstance(v, bool) and v != 0 and k.lower() != "ignore")
+
+
+def available_folds(root: Path) -> list[int]:
+    """Folds of ``root`` that have a final checkpoint, sorted."""
+    folds = []
+    for p in root.iterdir() if root.is_dir() else ():
+        m = _FOLD_RE.match(p.name)
+        if m and (p / CHECKPOINT).is_file():
+            folds.append(int(m.group(1)))
+    return sorted(folds)
+
+
+def load_model_folder(folder: str | Path, folds: list[int] | tuple[int, ...] | None = None) -> ModelFolder:
+    """Read and check a model folder; ``folds=None`` takes every fold with a final checkpoint."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise SegkitError("model folder not found", root)
+    plans = read_json(root / "plans.json")
+    dataset_json = read_json(root / "dataset.json")
+    config = root.name
+    if config not in plans.get("configurations", {}):
+        known = ", ".join(sorted(plans.get("configurations", {}))) or "none"
+        raise SegkitError(f"plans.json has no configuration {config!r} (it has: {known}); "
+                          "MODEL must be <WORK>/<dataset>/models/<config>", root)
+    if folds is None:
+        folds = available_folds(root)
+        if not folds:
+            raise SegkitError(f"no fold_<k>/{CHECKPOINT} found (is training finished?)", root)
+    for k in folds:
+        if not (root / f"fold_{k}" / CHECKPOINT).is_file():
+            raise SegkitError("final checkpoint not found (is training of this fold finished?)",
+                              root / f"fold_{k}" / CHECKPOINT)
+    return ModelFolder(root, config, plans, dataset_json, tuple(int(k) for k in folds))
+
+
+def resolve_device(name: str | None) -> str:
+    """``auto`` -> cuda if available, else mps, else cpu; explicit names are checked for availability."""
+    import torch
+
+    name = (name or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SegkitError("CUDA requested but no CUDA device is available", name)
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SegkitError("MPS requested but not available", name)
+    if name.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise SegkitError("device must be auto, cpu, cuda[:N] or mps", name)
+    return name
+
+
+def load_network(checkpoint_path: Path, device: str):
+    """The inference network of one fold: spec from the checkpoint, weights loaded strictly, single
+    full-resolution output (deep supervision switched off after loading so every head's weight matches)."""
+    import torch
+
+    from toolkit.network.architecture import UNetSpec
+    from toolkit.network.unet import build_network
+
+    try:
+        ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a corrupt file is the user's problem, not a bug
+        raise SegkitError(f"unreadable checkpoint ({type(exc).__name__}: {exc})", checkpoint_path) from None
+    spec_fields = dict(ckpt["spec"])
+    for key in ("features",):
+        spec_fields[key] = tuple(spec_fields[key])
+    for key in ("kernel_sizes", "strides"):
+        spec_fields[key] = tuple(tuple(v) for v in spec_fields[key])
+    network = build_network(UNetSpec(**spec_fields))
+    network.load_state_dict(ckpt["network_weights"])
+    network.deep_supervision = False
+    network.to(device).eval()
+    return network, dict(ckpt.get("options") or {}), UNetSpec(**spec_fields)

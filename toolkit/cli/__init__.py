@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "demo": "toolkit.cli.demo_cmd:demo",
     "fingerprint": "toolkit.cli.plan_cmds:fingerprint",
     "plan": "toolkit.cli.plan_cmds:plan",
+    "preprocess": "toolkit.cli.preprocess_cmds:preprocess",
 }
 
 

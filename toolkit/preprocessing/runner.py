@@ -113,7 +113,7 @@ def _run_pool(jobs: list[Job], plans: dict, workers: int, bar: tqdm) -> tuple[li
 
 def run_jobs(jobs: list[Job], plans: dict, workers: int = 1, progress: bool = True) -> list[Outcome]:
     """Run every job; returns one outcome per job (``error`` None = success)."""
-    bar = tqdm(total=len(jobs), desc="preprocess", unit="case", file=sys.stderr, disable=not progress)
+    bar = tqdm(total=len(jobs), desc="preprocess", unit="case", file=sys.stderr, disable=not progress or not jobs)
     try:
         if workers <= 1 or len(jobs) <= 1:
             outcomes = []

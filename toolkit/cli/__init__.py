@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "fingerprint": "toolkit.cli.plan_cmds:fingerprint",
     "plan": "toolkit.cli.plan_cmds:plan",
     "preprocess": "toolkit.cli.preprocess_cmds:preprocess",
+    "convert": "toolkit.cli.challenge_cmds:convert",
+    "submission": "toolkit.cli.challenge_cmds:submission",
 }
 
 

@@ -27,7 +27,9 @@ def peer_python() -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
     pip = [str(py), "-m", "pip", "install", "-q"]
     subprocess.run(pip + [TORCH_SPEC], check=True)
-    subprocess.run(pip + [f"nnunetv2=={NNUNET_VERSION}"], check=True)
+    # name torch again so that nnunetv2's open torch requirement cannot upgrade it to another build:
+    # both tools must run on the very same torch for a fair comparison
+    subprocess.run(pip + [f"nnunetv2=={NNUNET_VERSION}", TORCH_SPEC], check=True)
     subprocess.run([str(py), "-m", "pip", "uninstall", "-q", "-y", "timm", "torchvision"], check=False)
     stamp.touch()
     return py

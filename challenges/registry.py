@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from challenges.acdc import ACDC
 from challenges.base import Adapter, load_config
+from challenges.bcv import BCV
 from challenges.decathlon import Decathlon
+from challenges.kits19 import KiTS19
+from challenges.lits import LiTS
+from challenges.msles import MSLesions
+from challenges.promise12 import PROMISE12
+from challenges.segthor import SegTHOR
 from toolkit.errors import SegkitError
 
 ADAPTERS: dict[str, type[Adapter]] = {
     "decathlon": Decathlon,
+    "kits19": KiTS19,
+    "acdc": ACDC,
+    "lits": LiTS,
+    "bcv": BCV,
+    "promise12": PROMISE12,
+    "msles": MSLesions,
+    "segthor": SegTHOR,
 }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from challenges.acdc import ACDC
 from challenges.base import Adapter, load_config
 from challenges.bcv import BCV
+from challenges.chaos import CHAOS
 from challenges.decathlon import Decathlon
 from challenges.kits19 import KiTS19
 from challenges.lits import LiTS
@@ -24,6 +25,7 @@ ADAPTERS: dict[str, type[Adapter]] = {
     "promise12": PROMISE12,
     "msles": MSLesions,
     "segthor": SegTHOR,
+    "chaos": CHAOS,
 }
 
 

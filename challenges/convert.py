@@ -168,6 +168,8 @@ def _dataset_json(meta: dict[str, Any], adapter: Adapter, n_train: int, n_test: 
         "release": meta.get("release", ""),
         "challenge": adapter.name,
     }
+    if "training" in adapter.config:  # a challenge-specific training recipe for the engine (e.g. CREMI)
+        data["segkit_training"] = adapter.config["training"]
     return data
 
 

@@ -8,6 +8,7 @@ from challenges.acdc import ACDC
 from challenges.base import Adapter, load_config
 from challenges.bcv import BCV
 from challenges.chaos import CHAOS
+from challenges.cremi import CREMI
 from challenges.decathlon import Decathlon
 from challenges.kits19 import KiTS19
 from challenges.lits import LiTS
@@ -26,6 +27,7 @@ ADAPTERS: dict[str, type[Adapter]] = {
     "msles": MSLesions,
     "segthor": SegTHOR,
     "chaos": CHAOS,
+    "cremi": CREMI,
 }
 
 

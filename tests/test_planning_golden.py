@@ -15,13 +15,16 @@ import pytest
 from toolkit.dataset import DatasetSpec
 from toolkit.planning import plan_experiment
 
+STATS = {"mean": 0.0, "median": 0.0, "std": 1.0, "min": -5.0, "max": 5.0, "percentile_00_5": -3.0,
+         "percentile_99_5": 3.0}
+
 
 def _fp(spacings, shapes):
     return {
         "spacings": spacings,
         "shapes_after_crop": shapes,
         "median_relative_size_after_cropping": 1.0,
-        "foreground_intensity_properties_per_channel": {"0": {"mean": 0.0, "std": 1.0}},
+        "foreground_intensity_properties_per_channel": {str(c): dict(STATS) for c in range(2)},
     }
 
 

@@ -13,6 +13,9 @@ from toolkit.dataset import DatasetSpec
 from toolkit.network.architecture import UNetSpec
 from toolkit.planning import plan_experiment
 
+STATS = {"mean": 1.0, "median": 1.0, "std": 2.0, "min": -3.0, "max": 5.0, "percentile_00_5": -2.0,
+         "percentile_99_5": 4.0}
+
 
 @st.composite
 def fingerprints(draw):
@@ -26,7 +29,7 @@ def fingerprints(draw):
         "spacings": spacings,
         "shapes_after_crop": shapes,
         "median_relative_size_after_cropping": draw(st.floats(0.1, 1.0)),
-        "foreground_intensity_properties_per_channel": {"0": {"mean": 1.0}},
+        "foreground_intensity_properties_per_channel": {str(c): STATS for c in range(3)},
     }
 
 

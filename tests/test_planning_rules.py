@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from toolkit.dataset import DatasetSpec
+from toolkit.errors import SegkitError
 from toolkit.network.architecture import UNetSpec
 from toolkit.planning import plan_experiment
 from toolkit.planning.cascade import next_lowres_spacing, plan_lowres
@@ -206,6 +207,14 @@ def test_two_channel_plan_has_per_channel_normalisation():
     for c in plans["configurations"].values():
         assert c["normalization"] == ["ct", "zscore"] and c["use_mask_for_norm"] == [False, True]
     assert any("inside the non-zero mask" in t for t in trace)
+
+
+def test_ct_without_foreground_statistics_is_a_user_error():
+    fp = _acdc_like_fingerprint()
+    fp["foreground_intensity_properties_per_channel"]["0"] = dict.fromkeys(fp["foreground_intensity_properties_per_channel"]["0"])
+    with pytest.raises(SegkitError, match="channel 0 is CT"):
+        plan_experiment(fp, _spec(channels=("CT",)))
+    plan_experiment(fp, _spec(channels=("MRI",)))  # z-score needs no dataset statistics
 
 
 def _acdc_like_fingerprint():

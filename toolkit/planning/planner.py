@@ -12,6 +12,7 @@ the trace warns when axis 0 is not the coarsest (then 2d is not on the two fines
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,6 +51,16 @@ def check_fingerprint(fp: Any, where: Any = None) -> None:
         raise SegkitError("spacings and shapes must be positive numbers", where)
 
 
+def _check_ct_statistics(schemes: list[str], stats: Any) -> None:
+    """CT normalisation needs the dataset's foreground statistics; fail at planning, not preprocessing."""
+    for c, scheme in enumerate(schemes):
+        entry = stats.get(str(c)) if isinstance(stats, Mapping) else None
+        needed = ("mean", "std", "percentile_00_5", "percentile_99_5")
+        if scheme == "ct" and (not isinstance(entry, Mapping) or any(entry.get(k) is None for k in needed)):
+            raise SegkitError(f"channel {c} is CT but the fingerprint has no foreground statistics for it "
+                              "(no labelled foreground voxels?)")
+
+
 def _as_3d(values: list[list[float]], fill: float) -> list[list[float]]:
     """2D fingerprints become 3D with one slice (nnU-Net's convention: z size 1, spacing 999)."""
     return [list(v) if len(v) == 3 else [fill, *v] for v in values]
@@ -74,6 +85,25 @@ def _entry(plan: ConfigPlan, identifier: str, norm: list[str], masks: list[bool]
     }
 
 
+def _plan_3d(
+    spacing: list[float], median: list[float], dataset_voxels: float, dataset: DatasetSpec, n_train: int,
+    gpu_memory_gb: float, settings: PlannerSettings, norm_masks: tuple[list[str], list[bool]], trace: list[str],
+) -> dict[str, dict[str, Any]]:
+    """3d_fullres, and 3d_lowres + 3d_cascade_fullres when the cascade is triggered."""
+    in_ch, n_cls = dataset.num_channels, dataset.num_classes
+    trace.append("[3d_fullres]")
+    full = plan_configuration(spacing, median, dataset_voxels, in_ch, n_cls, gpu_memory_gb, settings, trace)
+    trace.append("[3d_lowres / cascade]")
+    low = plan_lowres(full, n_train, in_ch, n_cls, gpu_memory_gb, settings, trace)
+    # batch Dice as nnU-Net v2: on for 2d and for full-res when a cascade exists, off otherwise
+    configs = {"3d_fullres": {**_entry(full, "3d_fullres", *norm_masks), "batch_dice": low is not None}}
+    if low is not None:
+        configs["3d_lowres"] = {**_entry(low, "3d_lowres", *norm_masks), "batch_dice": False,
+                                "next_stage": "3d_cascade_fullres"}
+        configs["3d_cascade_fullres"] = {**copy.deepcopy(configs["3d_fullres"]), "previous_stage": "3d_lowres"}
+    return configs
+
+
 def plan_experiment(
     fingerprint: Mapping[str, Any],
     dataset: DatasetSpec,
@@ -84,15 +114,14 @@ def plan_experiment(
     check_fingerprint(fingerprint)
     if gpu_memory_gb <= 0:
         raise SegkitError(f"--gpu-memory-gb must be positive, got {gpu_memory_gb}")
-    trace: list[str] = []
+    trace: list[str] = ["[normalization]"]
     spacings = _as_3d(fingerprint["spacings"], 999.0)
     shapes = _as_3d(fingerprint["shapes_after_crop"], 1)
     n_train = int(dataset.num_training) or len(spacings)
-    in_ch, n_cls = dataset.num_channels, dataset.num_classes
-    trace.append("[normalization]")
-    norm, masks = normalization_schemes(
+    norm_masks = normalization_schemes(
         dataset.channel_names, float(fingerprint["median_relative_size_after_cropping"]),
         bool(dataset.raw.get("use_mask_for_norm", False)), settings, trace)
+    _check_ct_statistics(norm_masks[0], fingerprint["foreground_intensity_properties_per_channel"])
     trace.append("[spacing]")
     spacing = target_spacing(spacings, shapes, settings, trace)
     median = median_shape_at(spacings, shapes, spacing)
@@ -102,23 +131,13 @@ def plan_experiment(
     if int(np.argmax(spacing)) != 0 and max(spacing) > settings.anisotropy_threshold * min(spacing):
         trace.append("note: the coarsest axis is not axis 0; 2d still slices along axis 0 (transpose_forward "
                      "is fixed to [0, 1, 2])")
-    configs: dict[str, dict[str, Any]] = {}
     trace.append("[2d]")
-    plan_2d = plan_configuration(spacing[1:], median[1:], dataset_voxels, in_ch, n_cls, gpu_memory_gb,
-                                 settings, trace)
-    configs["2d"] = {**_entry(plan_2d, "2d", norm, masks), "batch_dice": True}
+    plan_2d = plan_configuration(spacing[1:], median[1:], dataset_voxels, dataset.num_channels,
+                                 dataset.num_classes, gpu_memory_gb, settings, trace)
+    configs = {"2d": {**_entry(plan_2d, "2d", *norm_masks), "batch_dice": True}}
     if median[0] > 1:
-        trace.append("[3d_fullres]")
-        full = plan_configuration(spacing, median, dataset_voxels, in_ch, n_cls, gpu_memory_gb, settings, trace)
-        configs["3d_fullres"] = _entry(full, "3d_fullres", norm, masks)
-        trace.append("[3d_lowres / cascade]")
-        low = plan_lowres(full, n_train, in_ch, n_cls, gpu_memory_gb, settings, trace)
-        # batch Dice as nnU-Net v2: on for 2d and for full-res when a cascade exists, off otherwise
-        configs["3d_fullres"]["batch_dice"] = low is not None
-        if low is not None:
-            configs["3d_lowres"] = {**_entry(low, "3d_lowres", norm, masks), "batch_dice": False,
-                                    "next_stage": "3d_cascade_fullres"}
-            configs["3d_cascade_fullres"] = {**configs["3d_fullres"], "previous_stage": "3d_lowres"}
+        configs.update(_plan_3d(spacing, median, dataset_voxels, dataset, n_train, gpu_memory_gb, settings,
+                                norm_masks, trace))
     else:
         trace.append("[3d] the images have one slice: 2d only")
     plans = {
@@ -130,7 +149,7 @@ def plan_experiment(
         "original_median_spacing": [float(v) for v in np.median(np.asarray(spacings, dtype=float), axis=0)],
         "original_median_shape": [float(v) for v in np.median(np.asarray(shapes, dtype=float), axis=0)],
         "num_training": n_train,
-        "num_classes": n_cls,
+        "num_classes": dataset.num_classes,
         "labels": dict(dataset.labels),
         "channel_names": dict(dataset.channel_names),
         "foreground_intensity_properties_per_channel": fingerprint["foreground_intensity_properties_per_channel"],

@@ -178,7 +178,10 @@ def merge_config(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
 
 
 def parse_options(options: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """``["labels={background: 0, liver: 1}", "names.team=abc"]`` -> dict (values parsed as YAML)."""
+    """``["labels={background: 0, liver: 1}", "names.team=abc"]`` -> dict.
+
+    Values are parsed as YAML; one that is not valid YAML (``{case}_seg.nii.gz``) is kept as text.
+    """
     parsed: dict[str, Any] = {}
     for opt in options:
         key, sep, value = opt.partition("=")
@@ -187,5 +190,5 @@ def parse_options(options: tuple[str, ...] | list[str]) -> dict[str, Any]:
         try:
             parsed[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:
-            raise SegkitError(f"option {key!r}: value is not valid YAML") from None
+            parsed[key.strip()] = value
     return parsed

@@ -10,6 +10,7 @@ from challenges.bcv import BCV
 from challenges.chaos import CHAOS
 from challenges.cremi import CREMI
 from challenges.decathlon import Decathlon
+from challenges.folder import Folder
 from challenges.kits19 import KiTS19
 from challenges.lits import LiTS
 from challenges.msles import MSLesions
@@ -28,6 +29,7 @@ ADAPTERS: dict[str, type[Adapter]] = {
     "segthor": SegTHOR,
     "chaos": CHAOS,
     "cremi": CREMI,
+    "folder": Folder,
 }
 
 

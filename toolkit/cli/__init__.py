@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "preprocess": "toolkit.cli.preprocess_cmds:preprocess",
     "convert": "toolkit.cli.challenge_cmds:convert",
     "submission": "toolkit.cli.challenge_cmds:submission",
+    "evaluate": "toolkit.cli.eval_cmds:evaluate",
+    "select": "toolkit.cli.eval_cmds:select_cmd",
 }
 
 

@@ -48,3 +48,36 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(WORK) build *.egg-info
+
+# ---- challenge adapters (challenges/): make <challenge> RAW=/path/to/download [WORK=dir] [NAME=folder] ----
+# <challenge>-convert    raw download -> $(WORK)/datasets/<NAME> (canonical dataset; skipped once it exists)
+# <challenge>-train      segkit run on it (fingerprint -> plan -> preprocess -> train -> select; resumable)
+# <challenge>-submission export the selected models, predict imagesTs, write the challenge's format
+# <challenge>-package    grand-challenge container image of the exported bundle
+# <challenge>            convert -> train -> export -> package
+# ADAPTER_ARGS (e.g. "-O names.team=abc --config my.yaml") go to both convert and submission.
+CHALLENGES := decathlon kits19 acdc lits bcv promise12 msles chaos segthor cremi folder
+ADAPTER_ARGS ?=
+RUN_ARGS ?=
+IMAGE_TAG ?= latest
+
+define CHALLENGE_RULES
+$(1)_DATASET = $$(WORK)/datasets/$$(or $$(NAME),$(1))
+$(1)_BUNDLE = $$(WORK)/bundles/$$(or $$(NAME),$(1))
+.PHONY: $(1) $(1)-convert $(1)-train $(1)-export $(1)-submission $(1)-package
+$(1): $(1)-package
+$(1)-convert: $(STAMP)
+	@test -n "$$(RAW)" || test -f "$$($(1)_DATASET)/dataset.json" || \
+	  { echo "usage: make $(1) RAW=/path/to/download [WORK=dir] [NAME=folder]" >&2; exit 2; }
+	test -f "$$($(1)_DATASET)/dataset.json" || $(SEGKIT) convert $(1) "$$(RAW)" "$$($(1)_DATASET)" $$(ADAPTER_ARGS)
+$(1)-train: $(1)-convert
+	$(SEGKIT) run "$$($(1)_DATASET)" --work "$$(WORK)" $$(RUN_ARGS)
+$(1)-export: $(1)-train
+	$(SEGKIT) export "$$($(1)_DATASET)" --work "$$(WORK)" -o "$$($(1)_BUNDLE)"
+$(1)-submission: $(1)-export
+	$(SEGKIT) predict -m "$$($(1)_BUNDLE)" -i "$$($(1)_DATASET)/imagesTs" -o "$$(WORK)/predictions/$(1)" --save-probabilities
+	$(SEGKIT) submission $(1) "$$(WORK)/predictions/$(1)" "$$(WORK)/submissions/$(1)" --overwrite $$(ADAPTER_ARGS)
+$(1)-package: $(1)-export
+	$(SEGKIT) package "$$($(1)_BUNDLE)" --challenge $(1) -t "segkit-$(1):$$(IMAGE_TAG)" -o "$$(WORK)/segkit-$(1).tar.gz"
+endef
+$(foreach c,$(CHALLENGES),$(eval $(call CHALLENGE_RULES,$(c))))

@@ -21,7 +21,7 @@ import numpy as np
 
 from challenges.base import Adapter, RawCase, Volume
 from toolkit.errors import SegkitError
-from toolkit.io.atomic import atomic_write_json, atomic_write_path, read_json
+from toolkit.io.atomic import atomic_write_json, atomic_write_path
 from toolkit.io.images import ending_of, read_image, write_image
 
 _INTEGER_PIXELS = {"8-bit unsigned integer", "8-bit signed integer", "16-bit unsigned integer",
@@ -239,7 +239,3 @@ def _progress(items: list, desc: str):
 
     return tqdm(items, desc=desc, unit="case", file=sys.stderr, disable=len(items) < 2, leave=False)
 
-
-def read_dataset_json(root: Path) -> dict:
-    """The converted dataset's ``dataset.json`` (for adapters that need it at submission time)."""
-    return read_json(root / "dataset.json")

@@ -243,3 +243,32 @@ def test_wrong_layout_names_expected_and_found(tmp_path):
         with pytest.raises(SegkitError) as err:
             convert(get_adapter(name), tmp_path / "raw", tmp_path / "out")
         assert f"not a {name} download: expected " in str(err.value) and "found Patient_01/" in str(err.value)
+
+
+def test_interrupted_conversion_resumes_and_leaves_no_partial_dataset(tmp_path, monkeypatch):
+    import challenges.convert as conv
+
+    rng = np.random.default_rng(7)
+    raw = tmp_path / "raw"
+    for n in (1, 2, 3):
+        _pair(rng, raw / "train" / f"Patient_{n:02d}" / f"Patient_{n:02d}.nii.gz",
+              raw / "train" / f"Patient_{n:02d}" / "GT.nii.gz", 4)
+    out = tmp_path / "out"
+    real_write, calls = conv.write_case, []
+
+    def crash_on_third(case, *args):
+        calls.append(case.id)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real_write(case, *args)
+
+    monkeypatch.setattr(conv, "write_case", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        convert(get_adapter("segthor"), raw, out)
+    assert not out.exists()  # nothing under the final name
+    partial = tmp_path / ".out.partial" / "imagesTr" / "Patient_01_0000.nii.gz"
+    stamp = partial.stat().st_mtime_ns
+    monkeypatch.setattr(conv, "write_case", real_write)
+    convert(get_adapter("segthor"), raw, out)
+    assert (out / "imagesTr" / "Patient_01_0000.nii.gz").stat().st_mtime_ns == stamp  # kept, not rewritten
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]

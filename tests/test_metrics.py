@@ -180,3 +180,27 @@ def test_evaluate_folder_rejects_misplaced_prediction(tmp_path):
         evaluate_folder(pred_dir, ref_dir, DATASET_JSON)
     with pytest.raises(SegkitError, match="no prediction files"):
         evaluate_folder(tmp_path / "ref", tmp_path / "ref", {**DATASET_JSON, "file_ending": ".mha"})
+
+
+def test_evaluate_command(tmp_path, capsys):
+    from toolkit.cli import main
+
+    pred_dir, ref_dir, _, _ = _write_folder_pair(tmp_path)
+    ds_path = tmp_path / "dataset.json"
+    ds_path.write_text(json.dumps(DATASET_JSON))
+    out = tmp_path / "out" / "summary.json"
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", str(pred_dir), str(ref_dir), "--dataset-json", str(ds_path), "-o", str(out),
+              "--tolerance-mm", "0.5", "-j", "1"])
+    assert exc.value.code == 0
+    captured = capsys.readouterr()
+    assert "organ" in captured.out and "foreground mean" in captured.out
+    summary = json.loads(out.read_text())
+    assert summary["tolerance_mm"] == 0.5 and len(summary["per_case"]) == 2
+    # bad input: one line on stderr, exit code 2, no traceback
+    write_image(np.zeros((6, 8, 8), np.uint8), _geo((1.0, 1.0, 1.0)), pred_dir / "a.nii.gz")
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", str(pred_dir), str(ref_dir), "--dataset-json", str(ds_path), "-j", "1"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "segkit: error:" in err and "geometry" in err and "Traceback" not in err

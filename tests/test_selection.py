@@ -153,6 +153,11 @@ def test_summaries_are_reused_until_the_sources_change(work, refs):
     per_case = json.loads(summaries[0].read_text())["per_case"]
     assert next(c for c in per_case if c["case"] == "case2")["metrics"]["2"]["Dice"] == 1.0
     assert result["winner"]["name"] == "2d+3d_fullres"
+    # overlap metrics only by default; asking for surface metrics recomputes with HD95 and NSD
+    assert "HD95" not in json.loads(summaries[0].read_text())["mean"]["1"]
+    select(work, refs, DS, tolerance_mm=2.0)
+    summary = json.loads(summaries[0].read_text())
+    assert summary["tolerance_mm"] == 2.0 and summary["mean"]["1"]["HD95"] is not None
 
 
 def test_no_trained_fold_is_a_user_error(work, refs):

@@ -48,13 +48,15 @@ def evaluate(pred_dir: Path, ref_dir: Path, dataset_json: Path, output: Path | N
 @click.command(name="select")
 @dataset_argument
 @work_option
+@click.option("--surface-metrics", "tolerance_mm", type=click.FloatRange(min=0), default=None, metavar="TOL_MM",
+              help="Also compute HD95 and NSD (tolerance TOL_MM) in every CV summary; slower on large images.")
 @jobs_option
-def select_cmd(dataset: Path, work: Path | None, jobs: int | None) -> None:
+def select_cmd(dataset: Path, work: Path | None, tolerance_mm: float | None, jobs: int | None) -> None:
     """Choose the final model from cross-validation: every configuration and every pairwise ensemble
     (averaged probabilities), best mean foreground Dice wins (tie: the simpler one); then decide the
     largest-component postprocessing. Writes cv/, ensembles/ and selection.json in the work directory.
     """
     from toolkit.selection import format_selection, select_for_dataset
 
-    result = select_for_dataset(dataset, work, workers=_workers(jobs))
+    result = select_for_dataset(dataset, work, workers=_workers(jobs), tolerance_mm=tolerance_mm)
     click.echo(format_selection(result))

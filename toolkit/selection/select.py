@@ -51,7 +51,8 @@ def choose_best(candidates: list[dict]) -> dict:
 
 
 def _evaluate_cached(folder: Path, preds: dict[str, Path], sources: list[Path], refs: dict[str, Path],
-                     ds: dict, workers: int, tolerance_mm: float) -> dict:
+                     ds: dict, workers: int, tolerance_mm: float | None) -> dict:
+    """Evaluate (or reuse) ``folder/summary.json``; ``tolerance_mm`` None = overlap metrics only."""
     missing = sorted(set(preds) - set(refs))
     if missing:
         raise SegkitError(f"validation case(s) without a reference label: {', '.join(missing[:5])}", folder)
@@ -59,11 +60,13 @@ def _evaluate_cached(folder: Path, preds: dict[str, Path], sources: list[Path], 
     path = folder / "summary.json"
     if path.is_file():
         old = read_json(path)
-        if old.get("source_stamp") == digest and sorted(c["case"] for c in old["per_case"]) == sorted(preds):
+        same_cases = sorted(c["case"] for c in old["per_case"]) == sorted(preds)
+        if old.get("source_stamp") == digest and same_cases and old.get("tolerance_mm") == tolerance_mm:
             return old
     labels = foreground_labels(ds)
-    summary = evaluate_cases([(c, preds[c], refs[c]) for c in sorted(preds)], list(labels), tolerance_mm,
-                             ignore_label(ds), workers, desc=f"evaluate {folder.name}")
+    summary = evaluate_cases([(c, preds[c], refs[c]) for c in sorted(preds)], list(labels), tolerance_mm or 0.0,
+                             ignore_label(ds), workers, surface_metrics=tolerance_mm is not None,
+                             desc=f"evaluate {folder.name}")
     summary["labels"] = {str(v): n for v, n in labels.items()}
     summary["source_stamp"] = digest
     atomic_write_json(path, summary)
@@ -93,7 +96,7 @@ def _fold_warnings(cvs: list[ConfigCV], warnings: list[str]) -> None:
 
 
 def _build_candidates(work: WorkDir, cvs: list[ConfigCV], refs: dict[str, Path], ds: dict,
-                      workers: int, tolerance_mm: float) -> list[dict]:
+                      workers: int, tolerance_mm: float | None) -> list[dict]:
     ending = ds["file_ending"]
     label_values = [0, *foreground_labels(ds)]
     candidates = []
@@ -135,8 +138,12 @@ def _score(candidates: list[dict], labels: list[int], warnings: list[str]) -> li
 
 
 def select(work: WorkDir, references: dict[str, Path], dataset_json: dict, workers: int = 1,
-           tolerance_mm: float = 1.0, num_folds: int | None = None) -> dict:
+           tolerance_mm: float | None = None, num_folds: int | None = None) -> dict:
     """Run model selection in ``work``; ``references`` maps case id -> reference label file.
+
+    The score needs only Dice, so by default the summaries hold overlap metrics (Dice, IoU, counts,
+    volumes) only; surface distances on large CT volumes cost seconds per case and candidate. Pass
+    ``tolerance_mm`` to add HD95 and NSD at that tolerance to every summary.
 
     Returns (and writes to ``selection.json``) every candidate's score, the winner, the fold
     coverage and the postprocessing decision with before/after Dice per class.
@@ -177,7 +184,7 @@ def select(work: WorkDir, references: dict[str, Path], dataset_json: dict, worke
 
 
 def select_for_dataset(dataset: str | Path, work: str | Path | None = None, workers: int = 1,
-                       tolerance_mm: float = 1.0) -> dict:
+                       tolerance_mm: float | None = None) -> dict:
     """:func:`select` for a canonical dataset folder: references are its training labels."""
     from toolkit.dataset import discover_cases, load_dataset
 

@@ -204,3 +204,18 @@ def test_evaluate_command(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "segkit: error:" in err and "geometry" in err and "Traceback" not in err
+
+
+@pytest.mark.shared_data
+def test_real_kits_label_shifted_by_two_voxels(shared_data):
+    """A real KiTS19 tumour label shifted by 2 voxels along each axis: HD95 is 2 voxels in that axis' mm."""
+    from toolkit.io.images import read_image
+
+    ref, geo = read_image(shared_data / "KiTS19_segmentations_only/data/case_00002/segmentation.nii.gz")
+    ref = (ref == 2).astype(np.uint8)
+    for axis, spacing in enumerate(geo.spacing):
+        pred = np.roll(ref, 2, axis=axis)
+        m = case_metrics(pred, ref, [1], geo.spacing, tolerance_mm=2 * spacing)["1"]
+        assert m["HD95"] == pytest.approx(2 * spacing)
+        assert m["NSD"] == 1.0 and 0.5 < m["Dice"] < 1.0
+        assert m["volume_ref_mm3"] == pytest.approx(ref.sum() * float(np.prod(geo.spacing)))

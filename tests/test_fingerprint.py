@@ -178,3 +178,34 @@ def test_hippocampus_fingerprint_and_plan(hippocampus_v2):
     assert full["spacing"] == [1.0, 1.0, 1.0]
     assert full["patch_size"] == [40, 56, 40]  # nnU-Net v2's published Hippocampus patch
     assert "3d_lowres" not in plans["configurations"]
+
+
+def test_weighted_statistics_equal_those_of_the_replicated_draws():
+    from toolkit.fingerprint.intensity import pooled_statistics, sample_foreground
+
+    rng = np.random.default_rng(0)
+    quota = 60  # case sizes divide the quota: every weight is an integer number of draws
+    cases = [rng.normal(i, 1 + i, size=n).astype(np.float32) for i, n in enumerate([1, 2, 3, 5, 12, 30, 60])]
+    cases.append(rng.normal(size=500).astype(np.float32))  # larger than the quota: 60 seeded draws
+    samples = [sample_foreground(c, quota, rng) for c in cases]
+    draws = np.concatenate([np.repeat(s.values, round(s.weight)) for s in samples])
+    assert draws.size == quota * len(cases)
+    stats = pooled_statistics(samples)
+    assert stats["mean"] == pytest.approx(draws.mean(), rel=1e-6)
+    assert stats["std"] == pytest.approx(draws.std(), rel=1e-6)
+    for key, q in (("percentile_00_5", 0.5), ("median", 50.0), ("percentile_99_5", 99.5)):
+        assert stats[key] == np.percentile(draws, q, method="lower")
+    assert (stats["min"], stats["max"]) == (draws.min(), draws.max())
+
+
+def test_plan_recomputes_a_stale_fingerprint(tiny, tmp_path, capsys):
+    work = tmp_path / "work"
+    code, _, err = _run(["plan", str(tiny), "--work", str(work), "-j", "1"], capsys)
+    assert code == 0 and "computing it first" in err
+    a = np.zeros((8, 8, 8))
+    a[2:6, 2:6, 2:6] = 5.0
+    _write_case(tiny, "c", a, (a > 0).astype(np.uint8), (1.0, 1.0, 1.0))
+    code, _, err = _run(["plan", str(tiny), "--work", str(work), "-j", "1"], capsys)
+    assert code == 0 and "other training cases" in err
+    fp = json.loads((work / tiny.name / "fingerprint.json").read_text())
+    assert fp["case_identifiers"] == ["a", "b", "c"]

@@ -70,7 +70,7 @@ def _spec_from_json(path: Path, n_cases: int):
 
 def _load_inputs(dataset, work, jobs, fp_path, ds_json):
     """Return (fingerprint, DatasetSpec, work dir or None) for either calling mode."""
-    from toolkit.dataset import load_dataset
+    from toolkit.dataset import discover_cases, load_dataset
     from toolkit.io.atomic import read_json
     from toolkit.planning import check_fingerprint
     from toolkit.workdir import WorkDir
@@ -85,12 +85,15 @@ def _load_inputs(dataset, work, jobs, fp_path, ds_json):
         return fp, _spec_from_json(ds_json, len(fp["spacings"])), None
     spec = load_dataset(dataset)
     wd = WorkDir.for_dataset(work, dataset)
-    if wd.fingerprint.is_file():
-        fp = read_json(wd.fingerprint)
-        check_fingerprint(fp, wd.fingerprint)
-    else:
-        click.echo(f"no fingerprint in {wd.root}: computing it first", err=True)
+    fp = read_json(wd.fingerprint) if wd.fingerprint.is_file() else None
+    current = [c.id for c in discover_cases(spec, "Tr")]
+    if fp is not None and fp.get("case_identifiers", current) != current:
+        click.echo(f"{wd.fingerprint} was computed for other training cases: recomputing it", err=True)
+        fp = None
+    if fp is None:
+        click.echo(f"no up-to-date fingerprint in {wd.root}: computing it first", err=True)
         _, fp = _write_fingerprint(dataset, work, jobs)
+    check_fingerprint(fp, wd.fingerprint)
     return fp, spec, wd
 
 

@@ -4,9 +4,13 @@ nnU-Net v2 draws ``1e8 / n_cases`` foreground voxels per case *with replacement*
 every case weighs the same whatever its foreground size. We keep that weighting without
 materialising the replicas: a case with fewer foreground voxels than its quota contributes all of
 them, each weighted ``quota / n_fg`` (the expectation of the resampling, so no sampling noise);
-a larger case contributes ``quota`` seeded draws with weight 1. Statistics are then weighted:
-mean, population std, min, max, and percentiles read off the weighted cumulative distribution.
-Memory per channel is bounded by ``min(n_fg, quota)`` values per case.
+a larger case contributes ``quota`` seeded draws with weight 1.
+
+Memory: each case's sample is sorted in its worker and never concatenated. Mean and std are
+accumulated case by case in float64; percentiles are found by bisection on the weighted cumulative
+count ``sum_c w_c * #(v_c <= t)`` (binary searches in the sorted per-case arrays). So the parent
+holds at most the float32 samples themselves (<= 1e8 values per channel, as nnU-Net does) and no
+pooled copy, weights array or sort index.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ STAT_KEYS = ("mean", "median", "std", "min", "max", "percentile_99_5", "percenti
 
 @dataclass(frozen=True)
 class Sample:
-    """Foreground values of one channel of one case, each standing for ``weight`` draws."""
+    """Sorted foreground values of one channel of one case, each standing for ``weight`` draws."""
 
-    values: np.ndarray
+    values: np.ndarray  # float32, ascending
     weight: float
 
 
@@ -33,23 +37,41 @@ def sample_foreground(values: np.ndarray, quota: int, rng: np.random.Generator) 
     if n == 0:
         return Sample(np.empty(0, dtype=np.float32), 0.0)
     if n <= quota:
-        return Sample(np.asarray(values, dtype=np.float32), quota / n)
-    return Sample(rng.choice(values, quota, replace=True).astype(np.float32, copy=False), 1.0)
+        return Sample(np.sort(np.asarray(values, dtype=np.float32)), quota / n)
+    return Sample(np.sort(rng.choice(values, quota, replace=True).astype(np.float32, copy=False)), 1.0)
 
 
-def weighted_percentiles(sorted_values: np.ndarray, cum_weights: np.ndarray, qs: Sequence[float]) -> list[float]:
-    """Percentiles of a weighted sample (values sorted, ``cum_weights`` their cumulative weights).
+def _count_at_most(samples: Sequence[Sample], t: np.float32) -> float:
+    """Weighted number of draws <= t."""
+    return float(sum(s.weight * np.searchsorted(s.values, t, side="right") for s in samples))
 
-    Equals ``np.percentile`` of the sample with every value replicated ``weight`` times, up to the
-    interpolation between two neighbouring distinct values.
-    """
-    total = cum_weights[-1]
-    out = []
-    for q in qs:
-        k = q / 100.0 * max(total - 1.0, 0.0)
-        i = int(np.searchsorted(cum_weights, k, side="right"))
-        out.append(float(sorted_values[min(i, len(sorted_values) - 1)]))
-    return out
+
+def _next_value_above(samples: Sequence[Sample], t: np.float32) -> np.float32:
+    heads = [s.values[i] for s in samples if (i := int(np.searchsorted(s.values, t, side="right"))) < s.values.size]
+    return np.float32(min(heads))
+
+
+def weighted_quantile(samples: Sequence[Sample], q: float) -> float:
+    """The q-th percentile of the pooled draws: the smallest value whose weighted count exceeds
+    ``q/100 * (W - 1)`` (np.percentile's index on the replicated sample, without interpolation)."""
+    total = sum(s.weight * s.values.size for s in samples)
+    k = q / 100.0 * max(total - 1.0, 0.0)
+    lo = np.float32(min(s.values[0] for s in samples))
+    hi = np.float32(max(s.values[-1] for s in samples))
+    if _count_at_most(samples, lo) > k:
+        return float(lo)
+    for _ in range(1000):  # invariant: count(lo) <= k < count(hi); float32 bisection ends in < 300 steps
+        nxt = _next_value_above(samples, lo)
+        if _count_at_most(samples, nxt) > k:
+            return float(nxt)
+        mid = np.float32((float(lo) + float(hi)) / 2)
+        if mid <= lo or mid >= hi:
+            return float(hi)
+        if _count_at_most(samples, mid) > k:
+            hi = mid
+        else:
+            lo = mid
+    return float(hi)
 
 
 def pooled_statistics(samples: Sequence[Sample]) -> dict[str, float | None]:
@@ -57,20 +79,15 @@ def pooled_statistics(samples: Sequence[Sample]) -> dict[str, float | None]:
     kept = [s for s in samples if s.values.size]
     if not kept:
         return dict.fromkeys(STAT_KEYS)
-    values = np.concatenate([s.values for s in kept]).astype(np.float64)
-    weights = np.concatenate([np.full(s.values.size, s.weight) for s in kept])
-    total = weights.sum()
-    mean = float((values * weights).sum() / total)
-    std = float(np.sqrt((weights * (values - mean) ** 2).sum() / total))
-    order = np.argsort(values, kind="stable")
-    sv, cw = values[order], np.cumsum(weights[order])
-    p005, median, p995 = weighted_percentiles(sv, cw, (0.5, 50.0, 99.5))
+    total = sum(s.weight * s.values.size for s in kept)
+    mean = sum(s.weight * float(s.values.sum(dtype=np.float64)) for s in kept) / total
+    var = sum(s.weight * float(((s.values.astype(np.float64) - mean) ** 2).sum()) for s in kept) / total
     return {
-        "mean": mean,
-        "median": median,
-        "std": std,
-        "min": float(sv[0]),
-        "max": float(sv[-1]),
-        "percentile_99_5": p995,
-        "percentile_00_5": p005,
+        "mean": float(mean),
+        "median": weighted_quantile(kept, 50.0),
+        "std": float(np.sqrt(var)),
+        "min": float(min(s.values[0] for s in kept)),
+        "max": float(max(s.values[-1] for s in kept)),
+        "percentile_99_5": weighted_quantile(kept, 99.5),
+        "percentile_00_5": weighted_quantile(kept, 0.5),
     }

@@ -22,6 +22,7 @@ import numpy as np
 
 from toolkit.network.architecture import UNetSpec, features_per_stage
 from toolkit.planning.settings import DEFAULT_SETTINGS, PlannerSettings
+from toolkit.planning.spacing import axis_name
 from toolkit.planning.topology import Topology, plan_topology
 
 
@@ -130,7 +131,7 @@ def plan_configuration(
         new_topo, axis, size = step
         notes.append(
             f"patch {_fmt(topo.patch_size)} needs {settings.min_batch_size * est / budget:.2f}x budget at batch "
-            f"{settings.min_batch_size} -> shrink axis {axis} by {size}"
+            f"{settings.min_batch_size} -> shrink {axis_name(axis, ndim)} by {size}"
         )
         topo, shrunk = new_topo, True
         est = estimate_voxels(topo, in_channels, num_classes)

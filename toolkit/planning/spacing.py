@@ -16,6 +16,11 @@ import numpy as np
 from toolkit.planning.settings import DEFAULT_SETTINGS, PlannerSettings
 
 
+def axis_name(axis: int, ndim: int) -> str:
+    """"z", "y", "x" (3D) or "y", "x" (2D) for the rule trace."""
+    return "zyx"[3 - ndim + axis] if ndim <= 3 else f"axis {axis}"
+
+
 def _fmt(values: Sequence[float]) -> str:
     return " x ".join(f"{float(v):.4g}" for v in values)
 
@@ -52,14 +57,14 @@ def target_spacing(
             chosen = max(max_other, pct) + 1e-5
         target[worst] = chosen
         notes.append(
-            f"axis {worst} is anisotropic: median {median[worst]:.4g} mm > {thr:g} x {max_other:.4g} mm and "
+            f"{axis_name(worst, len(median))} is anisotropic: median {median[worst]:.4g} mm > {thr:g} x {max_other:.4g} mm and "
             f"median size {median_size[worst]:.4g} x {thr:g} < {min_other_size:.4g} -> target = "
             f"{settings.anisotropic_percentile:g}th percentile = {pct:.4g} mm"
             + (f", raised to {chosen:.4g} mm (not finer than the other axes)" if chosen != pct else "")
         )
     elif aniso_spacing:
         notes.append(
-            f"axis {worst} spacing is anisotropic ({median[worst]:.4g} > {thr:g} x {max_other:.4g} mm) but it has "
+            f"{axis_name(worst, len(median))} spacing is anisotropic ({median[worst]:.4g} > {thr:g} x {max_other:.4g} mm) but it has "
             f"enough voxels ({median_size[worst]:.4g} x {thr:g} >= {min_other_size:.4g}) -> keep the median"
         )
     return [float(t) for t in target]

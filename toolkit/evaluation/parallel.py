@@ -2,7 +2,9 @@
 
 Workers are spawned (not forked): the caller may be a training process holding torch threads, and
 forking such a process can deadlock. ``workers <= 1`` runs in-process, which tests and small
-folders prefer (no start-up cost).
+folders prefer (no start-up cost of about a second per pool). Spawned workers re-import the
+caller's main module, so a script that calls this with ``workers > 1`` needs the usual
+``if __name__ == "__main__":`` guard (the ``segkit`` console script has it).
 """
 
 from __future__ import annotations

@@ -97,30 +97,34 @@ def _fold_warnings(cvs: list[ConfigCV], warnings: list[str]) -> None:
 
 def _build_candidates(work: WorkDir, cvs: list[ConfigCV], refs: dict[str, Path], ds: dict,
                       workers: int, tolerance_mm: float | None) -> list[dict]:
-    ending = ds["file_ending"]
-    label_values = [0, *foreground_labels(ds)]
     candidates = []
     for cv in cvs:
-        preds = gather_cv(cv, work.cv(cv.name), ending)
+        preds = gather_cv(cv, work.cv(cv.name), ds["file_ending"])
         summary = _evaluate_cached(work.cv(cv.name), preds, list(cv.predictions.values()), refs, ds, workers,
                                    tolerance_mm)
         candidates.append(_candidate(cv.name, [cv.name], work.cv(cv.name), summary, work))
     for a, b in itertools.combinations(cvs, 2):
-        if not set(a.probabilities) & set(b.probabilities):
-            continue
-        folder = work.ensemble(a.name, b.name)
-        sources = [p for cv in (a, b) for c, p in cv.probabilities.items() if c in b.probabilities
-                   and c in a.probabilities]
-        cached = folder / "summary.json"
-        digest_ok = cached.is_file() and read_json(cached).get("source_stamp") == stamp(sources)
-        if digest_ok:
-            preds = {c: folder / f"{c}{ending}" for c in sorted(set(a.probabilities) & set(b.probabilities))}
-        else:
-            preds = build_ensemble([a.probabilities, b.probabilities], a.predictions, folder, ending,
-                                   label_values, workers)
-        summary = _evaluate_cached(folder, preds, sources, refs, ds, workers, tolerance_mm)
-        candidates.append(_candidate(folder.name, [a.name, b.name], folder, summary, work))
+        if set(a.probabilities) & set(b.probabilities):
+            candidates.append(_ensemble_candidate(work, a, b, refs, ds, workers, tolerance_mm))
     return candidates
+
+
+def _ensemble_candidate(work: WorkDir, a: ConfigCV, b: ConfigCV, refs: dict[str, Path], ds: dict,
+                        workers: int, tolerance_mm: float | None) -> dict:
+    """Build (unless its sources are unchanged and its files present) and evaluate the ensemble a+b."""
+    ending = ds["file_ending"]
+    folder = work.ensemble(a.name, b.name)
+    cases = sorted(set(a.probabilities) & set(b.probabilities))
+    sources = [cv.probabilities[c] for cv in (a, b) for c in cases]
+    preds = {c: folder / f"{c}{ending}" for c in cases}
+    cached = folder / "summary.json"
+    up_to_date = (cached.is_file() and read_json(cached).get("source_stamp") == stamp(sources)
+                  and all(p.is_file() for p in preds.values()))
+    if not up_to_date:
+        preds = build_ensemble([a.probabilities, b.probabilities], a.predictions, folder, ending,
+                               [0, *foreground_labels(ds)], workers)
+    summary = _evaluate_cached(folder, preds, sources, refs, ds, workers, tolerance_mm)
+    return _candidate(folder.name, [a.name, b.name], folder, summary, work)
 
 
 def _score(candidates: list[dict], labels: list[int], warnings: list[str]) -> list[str]:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "fingerprint": "toolkit.cli.plan_cmds:fingerprint",
     "plan": "toolkit.cli.plan_cmds:plan",
     "preprocess": "toolkit.cli.preprocess_cmds:preprocess",
+    "predict": "toolkit.cli.predict_cmds:predict",
     "convert": "toolkit.cli.challenge_cmds:convert",
     "submission": "toolkit.cli.challenge_cmds:submission",
     "evaluate": "toolkit.cli.eval_cmds:evaluate",

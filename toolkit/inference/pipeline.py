@@ -78,13 +78,13 @@ def discover_inputs(in_dir: Path, num_channels: int) -> list[InputCase]:
     return [cases[k] for k in sorted(cases)]
 
 
-def check_geometry(case: InputCase, ndim: int = 3) -> None:
-    """Header-only check that the channels are ``ndim``-D and share one grid; raises naming the case."""
+def check_geometry(case: InputCase) -> None:
+    """Header-only check that the channels are 2D/3D images on one grid; raises naming the case."""
     first = None
     for p in case.images:
         shape, geo = read_geometry(p)
-        if geo.ndim != ndim:
-            raise SegkitError(f"case {case.id}: image is {geo.ndim}D, the model expects {ndim}D images", p)
+        if geo.ndim not in (2, 3):
+            raise SegkitError(f"case {case.id}: image is {geo.ndim}D, segkit predicts 2D or 3D images", p)
         if first is None:
             first = (shape, geo)
             continue

@@ -91,7 +91,7 @@ class Predictor:
 
     def preprocess(self, case_id: str, image_paths: list[Path]) -> PreprocessedCase:
         """Raw channel files -> data at the plan's spacing, exactly as training preprocessing did."""
-        from toolkit.preprocessing import preprocess_case
+        from toolkit.preprocessing.preprocess import preprocess_case
 
         data, _, props = preprocess_case(list(image_paths), None, self.model.plans, self.model.config)
         prev = self.previous.preprocess(case_id, image_paths) if self.previous is not None else None
@@ -101,14 +101,15 @@ class Predictor:
         """Mean over folds of the sliding-window softmax, (K, z, y, x) float32 on the accumulation device."""
         mirror = self.mirror_axes if self.tta else None
         total: torch.Tensor | None = None
-        for net in self.networks:
-            probs = sliding_window_predict(net, data, self.patch_size, self.num_classes, self.step, mirror,
-                                           self.device)
-            if total is not None and probs.device != total.device:  # an OOM fallback moved one to CPU
-                total, probs = total.cpu(), probs.cpu()
-            total = probs if total is None else total.add_(probs)
-        assert total is not None
-        return total.div_(len(self.networks)) if len(self.networks) > 1 else total
+        with torch.inference_mode():
+            for net in self.networks:
+                probs = sliding_window_predict(net, data, self.patch_size, self.num_classes, self.step, mirror,
+                                               self.device)
+                if total is not None and probs.device != total.device:  # an OOM fallback moved one to CPU
+                    total, probs = total.cpu(), probs.cpu()
+                total = probs if total is None else total.add_(probs)
+            assert total is not None
+            return total.div_(len(self.networks)) if len(self.networks) > 1 else total
 
     def predict(self, case: PreprocessedCase) -> torch.Tensor:
         """Probabilities of a preprocessed case (runs the previous stage first for a cascade)."""
@@ -124,10 +125,9 @@ class Predictor:
     def export(self, probabilities: torch.Tensor | np.ndarray, case: PreprocessedCase, out_path: Path,
                save_probabilities: bool = False) -> None:
         """Back to the input's grid and geometry; atomic write (``.npz`` probabilities beside if asked)."""
-        from toolkit.preprocessing import export_prediction
+        from toolkit.preprocessing.export import export_prediction
 
-        if isinstance(probabilities, torch.Tensor):
-            probabilities = probabilities.float().cpu().numpy()
+        # torch tensors go as they are: the export resamples them with torch, on the GPU if they live there
         export_prediction(probabilities, case.properties, self.model.plans, self.model.config, Path(out_path),
                           self.file_ending, save_probabilities=save_probabilities, labels=self.model.labels)
 

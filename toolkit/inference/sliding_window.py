@@ -198,6 +198,8 @@ def sliding_window_predict(network: torch.nn.Module, data: torch.Tensor | np.nda
     ``device`` is where the network runs (default: where its parameters are). The result lives on
     that device unless the accumulators had to fall back to the CPU; callers ``.cpu()`` as needed.
     """
+    if isinstance(data, np.ndarray) and not data.flags.writeable:  # memory-mapped: torch wants writable
+        data = np.array(data, dtype=np.float32)
     data = torch.as_tensor(data)
     if data.ndim != 4:
         raise ValueError(f"data must be (c, z, y, x), got shape {tuple(data.shape)}")

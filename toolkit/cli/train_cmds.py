@@ -1,0 +1,52 @@
+"""``segkit train``: one configuration on one fold, resumable (imports torch only when run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from toolkit.cli.options import dataset_argument, work_option
+
+
+@click.command()
+@dataset_argument
+@click.option("-c", "--config", "config", required=True, help="Configuration from plans.json (e.g. 3d_fullres).")
+@click.option("-f", "--fold", "fold", type=click.IntRange(min=0), required=True, help="Fold index of the splits.")
+@work_option
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default 1000).")
+@click.option("--iters-per-epoch", type=click.IntRange(min=1), default=None, help="Training iterations per epoch (default 250).")
+@click.option("--val-iters", type=click.IntRange(min=0), default=None, help="Validation patches batches per epoch (default 50).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size (default: the plan's).")
+@click.option("--num-workers", type=click.IntRange(min=0), default=None,
+              help="Augmentation worker processes (0 = in-process; default from the CPU count and device).")
+@click.option("--save-every", type=click.IntRange(min=1), default=None, help="checkpoint_latest.pt every N epochs (default 50).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None,
+              help="Device (default auto: CUDA, then MPS, then CPU).")
+@click.option("--resume", is_flag=True, help="Continue from the fold's checkpoint_latest.pt.")
+@click.option("--seed", type=int, default=None, help="Random seed (default 12345).")
+@click.option("--skip-validation", is_flag=True, help="Do not predict the validation cases at the end.")
+def train(dataset: Path, config: str, fold: int, work: Path | None, epochs: int | None,
+          iters_per_epoch: int | None, val_iters: int | None, batch_size: int | None, num_workers: int | None,
+          save_every: int | None, device: str | None, resume: bool, seed: int | None,
+          skip_validation: bool) -> None:
+    """Train CONFIG on FOLD of DATASET's preprocessed data (method.md 1.2).
+
+    Writes <WORK>/<dataset>/models/<config>/fold_<k>/ (checkpoints, training_log.txt, progress.png)
+    and prints that folder on stdout when done. Ctrl-C saves the last completed epoch; --resume goes on.
+    """
+    from toolkit.training.options import TrainerOptions
+    from toolkit.training.setup import resolve_training
+    from toolkit.training.trainer import Trainer, stored_options
+
+    setup = resolve_training(dataset, work, config, fold)
+    # resuming keeps the interrupted run's options unless one is given again explicitly
+    base = stored_options(setup.fold_dir) if resume else TrainerOptions()
+    options = base.with_changes(
+        epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=val_iters, batch_size=batch_size,
+        num_workers=num_workers, save_every=save_every, device=device, seed=seed,
+    )
+    if skip_validation:
+        options = options.with_changes(final_validation=False)
+    fold_dir = Trainer(setup, options).run(resume=resume)
+    click.echo(str(fold_dir))

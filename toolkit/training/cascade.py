@@ -1,0 +1,128 @@
+"""Cascade full-resolution stage: the previous stage's segmentation as extra input channels.
+
+The low-res stage saves each validation case's probabilities (``toolkit.inference.cascade``:
+``models/3d_lowres/fold_k/validation/next_stage/<case>.npz``; every training case is a validation
+case of one low-res fold). Before training, :func:`materialize_previous_stage` turns them into
+``<WORK>/<dataset>/predicted_next_stage/<previous config>/<case>.npy``: (1, z, y, x) int8 channel
+indices in the 3d_fullres preprocessed grid (upsampled with the same function prediction uses),
+memory-mapped by the loader like the image (a compressed .npz would be decompressed whole for every
+patch). The loader crops it with the same box as the image, and the augmentation moves it with the
+label through the spatial transform and mirroring. Afterwards it becomes a one-hot block of
+``num_classes`` channels (background included, contract "Network") appended to the image channels,
+and is corrupted as method.md 1.2 prescribes so the full-res stage learns to correct the low-res one:
+- with p 0.4 per sample, each foreground channel (random order) gets a binary operator (dilation,
+  erosion, opening or closing) with a ball of radius U(1, 8) voxels; voxels a channel gains are
+  taken away from the other channels;
+- with p 0.2 per sample, in each foreground channel one random connected component smaller than
+  15% of the patch is removed;
+the background channel is then recomputed as "no foreground". Balls are Euclidean, implemented with
+distance transforms (same result as a ball structuring element, O(voxels) instead of O(voxels x
+ball)).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from batchgenerators.transforms.abstract_transforms import AbstractTransform
+from scipy import ndimage
+
+from toolkit.errors import SegkitError
+from toolkit.io.atomic import atomic_write_path
+
+P_BINARY_OPERATOR = 0.4
+BALL_RADIUS = (1.0, 8.0)
+P_REMOVE_COMPONENT = 0.2
+MAX_COMPONENT_FRACTION = 0.15
+
+
+def previous_stage_folder(work_root: Path, previous_config: str) -> Path:
+    """``<WORK>/<dataset>/predicted_next_stage/<previous config>/``."""
+    return Path(work_root) / "predicted_next_stage" / previous_config
+
+
+def load_previous_stage(folder: Path, case_id: str) -> np.ndarray:
+    """The previous stage's segmentation of one case, (1, z, y, x) int8 channel indices, memory-mapped."""
+    path = Path(folder) / f"{case_id}.npy"
+    if not path.is_file():
+        raise SegkitError("previous-stage prediction missing (train and validate the low-res stage first)", path)
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def materialize_previous_stage(folder: Path, lowres_model_root: Path, cases: dict[str, tuple[int, ...]]) -> None:
+    """Write ``<case>.npy`` for each case id -> full-res spatial shape that lacks one (atomic, resumable)."""
+    from toolkit.inference.cascade import load_previous_stage as load_lowres_onehot
+
+    for case_id, shape in cases.items():
+        path = Path(folder) / f"{case_id}.npy"
+        if path.is_file():
+            continue
+        onehot = load_lowres_onehot(Path(lowres_model_root), case_id, shape)
+        with atomic_write_path(path, suffix=".npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, onehot.argmax(0)[None].astype(np.int8), allow_pickle=False)
+
+
+def _ball_op(mask: np.ndarray, op: str, radius: float) -> np.ndarray:
+    def dilate(m: np.ndarray) -> np.ndarray:
+        return m | (ndimage.distance_transform_edt(~m) <= radius) if m.any() else m
+
+    def erode(m: np.ndarray) -> np.ndarray:
+        return ndimage.distance_transform_edt(m) > radius
+
+    ops = {"dilation": dilate, "erosion": erode,
+           "opening": lambda m: dilate(erode(m)), "closing": lambda m: erode(dilate(m))}
+    return ops[op](mask)
+
+
+def random_binary_operator(onehot: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Apply a random morphological operator to each foreground channel of one (K, ...) sample."""
+    out = onehot.copy()
+    for c in rng.permutation(np.arange(1, out.shape[0])):
+        op = ("dilation", "erosion", "opening", "closing")[int(rng.integers(4))]
+        before = out[c] > 0
+        after = _ball_op(before, op, float(rng.uniform(*BALL_RADIUS)))
+        gained = after & ~before
+        out[1:, gained] = 0
+        out[c] = after
+    return out
+
+
+def remove_random_component(onehot: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Remove one random connected component (< 15% of the patch) from each foreground channel."""
+    out = onehot.copy()
+    limit = MAX_COMPONENT_FRACTION * np.prod(out.shape[1:])
+    for c in range(1, out.shape[0]):
+        labels, n = ndimage.label(out[c] > 0)
+        if n == 0:
+            continue
+        sizes = np.bincount(labels.ravel())[1:]
+        small = np.flatnonzero(sizes < limit) + 1
+        if small.size:
+            out[c][labels == small[int(rng.integers(small.size))]] = 0
+    return out
+
+
+class PreviousStageToData(AbstractTransform):
+    """Turn ``prev`` labels into corrupted one-hot channels appended to ``data`` (cascade only)."""
+
+    def __init__(self, num_classes: int, augment: bool = True) -> None:
+        self.num_classes = num_classes
+        self.augment = augment
+
+    def __call__(self, **batch):
+        prev = batch.pop("prev")[:, 0].astype(np.int64)
+        onehot = (np.arange(self.num_classes).reshape(1, -1, *[1] * (prev.ndim - 1)) == prev[:, None])
+        onehot = onehot.astype(np.float32)
+        # numpy's global generator, seeded per batch by the loader (same convention as batchgenerators)
+        rng = np.random.default_rng(np.random.randint(2**31))
+        for b in range(onehot.shape[0]):
+            if not self.augment:
+                break
+            if rng.uniform() < P_BINARY_OPERATOR:
+                onehot[b] = random_binary_operator(onehot[b], rng)
+            if rng.uniform() < P_REMOVE_COMPONENT:
+                onehot[b] = remove_random_component(onehot[b], rng)
+            onehot[b, 0] = 1.0 - onehot[b, 1:].max(0)
+        batch["data"] = np.concatenate([batch["data"], onehot], axis=1)
+        return batch

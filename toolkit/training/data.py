@@ -1,0 +1,44 @@
+"""The training and validation loaders of one run, built from its resolved setup and options.
+
+Training patches are drawn at the augmentation's sample size (larger than the network patch) and
+fully augmented; validation patches are drawn at the network patch size without augmentation, with
+the same foreground oversampling, from the fold's validation cases (an independent random stream).
+For the cascade the previous-stage masks are materialized first (see cascade.py).
+"""
+
+from __future__ import annotations
+
+from toolkit.training.augment import sample_size
+from toolkit.training.loader import BatchLoader, BatchSpec
+from toolkit.training.options import TrainerOptions
+from toolkit.training.sampling import PatchSpec
+from toolkit.training.setup import TrainingSetup
+
+
+def _prepare_cascade(setup: TrainingSetup) -> str | None:
+    if setup.cascade_folder is None:
+        return None
+    from toolkit.preprocessing.storage import load_case
+    from toolkit.training.cascade import materialize_previous_stage
+
+    cases = setup.train_cases + setup.val_cases
+    shapes = {c: tuple(load_case(setup.preprocessed, c)[0].shape[1:]) for c in cases}
+    previous = setup.plan["previous_stage"]
+    materialize_previous_stage(setup.cascade_folder, setup.work.root / "models" / previous, shapes)
+    return str(setup.cascade_folder)
+
+
+def make_loaders(setup: TrainingSetup, options: TrainerOptions, batch_size: int,
+                 num_workers: int) -> tuple[BatchLoader, BatchLoader]:
+    """(training loader, validation loader); validation gets half the workers."""
+    final = tuple(int(p) for p in setup.plan["patch_size"])
+    cascade = _prepare_cascade(setup)
+
+    def spec(cases: tuple[str, ...], size: tuple[int, ...], augment: bool, stream: int) -> BatchSpec:
+        patches = PatchSpec(str(setup.preprocessed), cases, final, size, batch_size, setup.labels,
+                            options.oversample_foreground, cascade)
+        return BatchSpec(patches, setup.num_classes, augment, options.seed, stream)
+
+    train = BatchLoader(spec(setup.train_cases, sample_size(final), True, 0), num_workers)
+    val = BatchLoader(spec(setup.val_cases, final, False, 1), num_workers // 2)
+    return train, val

@@ -1,0 +1,68 @@
+"""Trainer options: plain data (method.md 1.2 defaults), stored in every checkpoint.
+
+Variants of the trainer are different option values, never subclasses. ``None`` means "derive":
+batch size from the plan, workers from the CPU count and device, batch Dice from the plan.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainerOptions:
+    epochs: int = 1000
+    iters_per_epoch: int = 250
+    val_iters: int = 50
+    batch_size: int | None = None  # None: the plan's
+    num_workers: int | None = None  # None: default_num_workers(); 0: in-process
+    device: str = "auto"
+    seed: int = 12345
+    save_every: int = 50  # checkpoint_latest.pt every N epochs (and at interruption, and at the end)
+    lr: float = 0.01
+    momentum: float = 0.99
+    weight_decay: float = 3e-5
+    poly_exponent: float = 0.9
+    grad_clip: float = 12.0
+    oversample_foreground: float = 0.33
+    batch_dice: bool | None = None  # None: toolkit.training.loss.default_batch_dice(plan)
+    ema_momentum: float = 0.9  # EMA of the pseudo-Dice: ema = m * ema + (1 - m) * new
+    final_validation: bool = True  # predict the fold's validation cases at the end
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainerOptions:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def with_changes(self, **changes: Any) -> TrainerOptions:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def cpu_count() -> int:
+    """CPUs this process may use (affinity-aware where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_num_workers(device_type: str, cpus: int | None = None) -> int:
+    """Augmentation workers: none on <= 2 CPUs (they would compete with the step: measured in
+    bench/loader_vs_nnunet.py); on an accelerator all but one CPU, at most 12 (the reference's
+    default); on CPU training a quarter of the CPUs, since the step itself needs the cores."""
+    cpus = cpus or cpu_count()
+    if cpus <= 2:
+        return 0
+    if device_type in ("cuda", "mps"):
+        return min(12, cpus - 1)
+    return max(1, cpus // 4)
+
+
+def poly_lr(initial: float, epoch: int, epochs: int, exponent: float = 0.9) -> float:
+    """lr = initial * (1 - epoch / epochs) ** exponent (set at the start of each epoch)."""
+    return initial * (1 - epoch / epochs) ** exponent

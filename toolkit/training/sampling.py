@@ -1,0 +1,149 @@
+"""Random patches from preprocessed cases, with the foreground oversampling rule (method.md 1.2).
+
+Rules (reference data loader, re-derived):
+- cases are drawn uniformly with replacement;
+- in a batch of ``bs`` the last ``max(1, round(bs * 0.33))`` samples are foreground-forced: a random
+  foreground class that has stored locations in ``properties["class_locations"]`` is chosen, then
+  a random stored voxel of it, and the patch is centred there (clipped to the allowed range);
+  a case without any foreground falls back to a random patch;
+- patches are drawn at the *sample size* (larger than the final patch, so that the rotation/scaling
+  step has real image context; it centre-crops afterwards). A sample may extend
+  ``(sample - final) / 2`` voxels past the image so that the final patch's centre can reach every
+  border voxel; shorter images are padded symmetrically. Padding is 0 for image and label;
+- the 2D configuration stores 3D volumes; a 2D sample is one z slice (the forced slice holds the
+  chosen foreground voxel);
+- label values are mapped to channel indices (channel i = i-th sorted label value) when the stored
+  values are not already 0..K-1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.preprocessing.storage import load_case
+
+OVERSAMPLE_FOREGROUND = 0.33
+
+
+def num_forced(batch_size: int, fraction: float = OVERSAMPLE_FOREGROUND) -> int:
+    """How many samples of a batch (the last ones) are centred on foreground."""
+    if fraction <= 0:
+        return 0
+    return max(1, round(batch_size * fraction))
+
+
+def bbox_bounds(shape: tuple[int, ...], final: tuple[int, ...], sample: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest allowed lower corner of a ``sample``-sized box along each axis."""
+    shape_a, final_a, sample_a = (np.asarray(v, dtype=int) for v in (shape, final, sample))
+    need = sample_a - final_a
+    need = np.where(need + shape_a < sample_a, sample_a - shape_a, need)
+    lbs = -(need // 2)
+    ubs = shape_a + need // 2 + need % 2 - sample_a
+    return lbs, ubs
+
+
+def crop_with_pad(array: np.ndarray, lower: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """``array[:, lower:lower+size]`` over the trailing axes, zero-padded where the box leaves it."""
+    spatial = array.shape[1:]
+    src, pad = [slice(None)], [(0, 0)]
+    for lo, sz, dim in zip(lower, size, spatial, strict=True):
+        a, b = max(int(lo), 0), min(int(lo) + sz, dim)
+        src.append(slice(a, max(a, b)))
+        pad.append((a - int(lo), int(lo) + sz - max(a, b)))
+    out = np.asarray(array[tuple(src)])
+    if any(p != (0, 0) for p in pad):
+        out = np.pad(out, pad, mode="constant", constant_values=0)
+    return out
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    """What one loader draws: picklable, so background workers can rebuild the sampler."""
+
+    folder: str
+    case_ids: tuple[str, ...]
+    final_size: tuple[int, ...]  # the network patch (2 or 3 axes)
+    sample_size: tuple[int, ...]  # drawn size before the spatial transform (>= final_size)
+    batch_size: int
+    labels: tuple[int, ...]  # label value of each output channel, background first
+    oversample: float = OVERSAMPLE_FOREGROUND
+    cascade_folder: str | None = None  # predicted_next_stage/<previous config>/ (cascade only)
+
+
+class PatchSampler:
+    """Draws (data, seg[, prev]) batches from memory-mapped preprocessed cases."""
+
+    def __init__(self, spec: PatchSpec) -> None:
+        self.spec = spec
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray, dict]] = {}
+        self._prev_cache: dict[str, np.ndarray] = {}
+        labels = np.asarray(spec.labels, dtype=int)
+        self._lut = None
+        if not np.array_equal(labels, np.arange(len(labels))):
+            self._lut = np.zeros(int(labels.max()) + 1, dtype=np.int16)
+            self._lut[labels] = np.arange(len(labels))
+
+    def _case(self, case_id: str) -> tuple[np.ndarray, np.ndarray, dict]:
+        if case_id not in self._cache:
+            data, seg, props = load_case(Path(self.spec.folder), case_id, mmap=True)
+            if seg is None:
+                raise ValueError(f"case {case_id} has no segmentation; it cannot be trained on")
+            self._cache[case_id] = (data, seg, props)
+        return self._cache[case_id]
+
+    def _prev(self, case_id: str) -> np.ndarray:
+        from toolkit.training.cascade import load_previous_stage
+
+        if case_id not in self._prev_cache:
+            self._prev_cache[case_id] = load_previous_stage(Path(self.spec.cascade_folder), case_id)
+        return self._prev_cache[case_id]
+
+    def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """One batch: ``data`` (b, c, *sample), ``seg`` (b, 1, *sample) int16 channel indices,
+        plus ``prev`` (b, 1, *sample) previous-stage labels for the cascade."""
+        s = self.spec
+        n_forced = num_forced(s.batch_size, s.oversample)
+        cases = rng.choice(len(s.case_ids), size=s.batch_size, replace=True)
+        out: dict[str, list[np.ndarray]] = {"data": [], "seg": [], "prev": []}
+        for j, idx in enumerate(cases):
+            case_id = s.case_ids[int(idx)]
+            data, seg, props = self._case(case_id)
+            force = j >= s.batch_size - n_forced
+            arrays = [data, seg] + ([self._prev(case_id)] if s.cascade_folder else [])
+            arrays = self._draw(arrays, props, force, rng)
+            out["data"].append(arrays[0].astype(np.float32, copy=False))
+            seg_patch = arrays[1].astype(np.int16, copy=False)
+            out["seg"].append(self._lut[seg_patch] if self._lut is not None else seg_patch)
+            if s.cascade_folder:
+                out["prev"].append(arrays[2].astype(np.int16, copy=False))
+        return {k: np.stack(v) for k, v in out.items() if v}
+
+    def _draw(self, arrays: list[np.ndarray], props: dict, force: bool, rng: np.random.Generator) -> list[np.ndarray]:
+        s = self.spec
+        shape = arrays[0].shape[1:]
+        loc = _foreground_location(props, s.labels, rng) if force else None
+        if len(s.final_size) == 2:  # 2D: pick a slice, then a 2D box in (y, x)
+            z = int(loc[0]) if loc is not None else int(rng.integers(shape[0]))
+            arrays = [a[:, z] for a in arrays]
+            shape, loc = shape[1:], (loc[1:] if loc is not None else None)
+        lbs, ubs = bbox_bounds(tuple(shape), s.final_size, s.sample_size)
+        if loc is None:
+            lower = np.array([rng.integers(lo, hi + 1) for lo, hi in zip(lbs, ubs, strict=True)])
+        else:
+            half = np.asarray(s.sample_size) // 2
+            lower = np.minimum(np.maximum(lbs, np.asarray(loc) - half), ubs)
+        return [crop_with_pad(a, lower, s.sample_size) for a in arrays]
+
+
+def _foreground_location(props: dict, labels: tuple[int, ...], rng: np.random.Generator) -> np.ndarray | None:
+    """A random stored voxel of a random foreground class present in the case (None if none)."""
+    locs = props.get("class_locations") or {}
+    fg = {int(v) for v in labels[1:]}
+    eligible = sorted(k for k, v in locs.items() if int(k) in fg and len(v) > 0)
+    if not eligible:
+        return None
+    pts = locs[eligible[int(rng.integers(len(eligible)))]]
+    return np.asarray(pts[int(rng.integers(len(pts)))], dtype=int)

@@ -1,0 +1,99 @@
+"""Everything a training run needs, resolved and checked before any network is built.
+
+Every problem the user can cause (no plans, unknown configuration, a fold the splits do not have,
+cases not preprocessed, missing previous-stage predictions) is a one-line :class:`SegkitError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import SegkitError
+from toolkit.io.atomic import read_json
+from toolkit.workdir import WorkDir
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    work: WorkDir
+    dataset_root: Path
+    config: str
+    fold: int
+    plans: dict[str, Any]
+    dataset_json: dict[str, Any]
+    preprocessed: Path
+    train_cases: tuple[str, ...]
+    val_cases: tuple[str, ...]
+    labels: tuple[int, ...]  # label value per output channel, background first
+    image_channels: int
+    cascade_folder: Path | None  # predicted_next_stage/<previous config>/ for the cascade
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        return self.plans["configurations"][self.config]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def in_channels(self) -> int:
+        return self.image_channels + (self.num_classes if self.cascade_folder else 0)
+
+    @property
+    def fold_dir(self) -> Path:
+        return self.work.model(self.config, self.fold)
+
+
+def label_values(labels: dict[str, Any]) -> tuple[int, ...]:
+    """Channel order of the outputs: background 0, then the sorted foreground label values."""
+    values = sorted({int(v) for v in labels.values() if isinstance(v, int | float)})
+    if not values or values[0] != 0:
+        raise SegkitError("labels must include background 0")
+    return tuple(values)
+
+
+def _splits(work: WorkDir, dataset_root: Path, case_ids: list[str]) -> list[dict[str, list[str]]]:
+    if work.splits.is_file():
+        return read_json(work.splits)
+    from toolkit.dataset import load_groups
+    from toolkit.dataset.splits import load_or_make_splits
+
+    return load_or_make_splits(dataset_root, case_ids, load_groups(dataset_root, case_ids), work.splits)
+
+
+def resolve_training(dataset_root: Path, work: str | Path | None, config: str, fold: int) -> TrainingSetup:
+    """Read plans, splits and the preprocessed case list for one (configuration, fold)."""
+    from toolkit.preprocessing.storage import list_cases
+
+    wd = WorkDir.for_dataset(work, dataset_root)
+    if not wd.plans.is_file():
+        raise SegkitError(f"plans not found; run `segkit plan {dataset_root}` first", wd.plans)
+    plans = read_json(wd.plans)
+    configs = plans.get("configurations", {})
+    if config not in configs:
+        raise SegkitError(f"configuration {config!r} is not in the plans (available: {', '.join(configs)})", wd.plans)
+    plan = configs[config]
+    ds_json_path = wd.dataset_json if wd.dataset_json.is_file() else Path(dataset_root) / "dataset.json"
+    dataset_json = read_json(ds_json_path)
+    folder = wd.preprocessed(plan.get("data_identifier", config))
+    done = list_cases(folder)
+    if not done:
+        raise SegkitError(f"no preprocessed cases; run `segkit preprocess {dataset_root} -c {config}` first", folder)
+    splits = _splits(wd, Path(dataset_root), done)
+    if not 0 <= fold < len(splits):
+        raise SegkitError(f"fold {fold} does not exist (the splits have folds 0..{len(splits) - 1})", wd.splits)
+    train, val = splits[fold]["train"], splits[fold]["val"]
+    missing = sorted(set(train + val) - set(done))
+    if missing:
+        raise SegkitError(f"{len(missing)} cases of fold {fold} are not preprocessed (e.g. {missing[0]})", folder)
+    prev = plan.get("previous_stage")
+    return TrainingSetup(
+        work=wd, dataset_root=Path(dataset_root), config=config, fold=fold, plans=plans,
+        dataset_json=dataset_json, preprocessed=folder, train_cases=tuple(train), val_cases=tuple(val),
+        labels=label_values(plans.get("labels") or dataset_json["labels"]),
+        image_channels=len(plans.get("channel_names") or dataset_json["channel_names"]),
+        cascade_folder=(wd.root / "predicted_next_stage" / prev) if prev else None,
+    )

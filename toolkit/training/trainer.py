@@ -1,0 +1,255 @@
+"""Train one configuration on one fold (method.md 1.2): the loop, checkpoints, resume, interruption.
+
+- SGD Nesterov (momentum 0.99, lr 0.01, weight decay 3e-5), poly schedule set at each epoch start,
+  gradient-norm clipping at 12, autocast + GradScaler on CUDA only.
+- Each epoch: ``iters_per_epoch`` augmented training batches, ``val_iters`` un-augmented validation
+  patches (loss + TP/FP/FN of the argmax -> per-class pseudo-Dice and its EMA), one log line on
+  stderr and in ``training_log.txt``, ``progress.png`` redrawn.
+- At every epoch end the full training state is copied to CPU memory; ``checkpoint_latest.pt`` is
+  written from it every ``save_every`` epochs and when SIGINT/SIGTERM arrives (the run stops after
+  the current iteration and saves the state of the last *completed* epoch, so a resumed run repeats
+  the interrupted epoch exactly: batches are a function of (seed, epoch, index), see loader.py).
+- ``checkpoint_final.pt`` at the end, then :func:`run_final_validation`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from toolkit.io.atomic import atomic_write_json
+from toolkit.network.architecture import UNetSpec
+from toolkit.network.unet import build_network
+from toolkit.training import checkpoint as ckpt
+from toolkit.training.loss import deep_supervision_loss, default_batch_dice, pseudo_dice, tp_fp_fn
+from toolkit.training.options import TrainerOptions, cpu_count, default_num_workers, poly_lr
+from toolkit.training.progress import empty_logs, epoch_line, plot_progress
+from toolkit.training.setup import TrainingSetup
+
+LATEST, FINAL, LOG = "checkpoint_latest.pt", "checkpoint_final.pt", "training_log.txt"
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto: CUDA, then MPS, then CPU; an explicit device must be available."""
+    from toolkit.inference.model_folder import resolve_device as resolve
+
+    return torch.device(resolve(name))
+
+
+def configure_threads(device: torch.device, num_workers: int) -> None:
+    """CPU training: the step gets every core the workers leave; on an accelerator a few suffice."""
+    cpus = cpu_count()
+    torch.set_num_threads(max(1, cpus - num_workers) if device.type == "cpu" else max(1, min(4, cpus)))
+
+
+def run_final_validation(fold_dir: Path, log: Any = None) -> None:
+    """Predict the fold's validation cases with full inference settings (inference engineer's code)."""
+    try:
+        from toolkit.inference.validation import predict_validation
+    except ImportError:
+        (log or _stderr)("final validation skipped: toolkit.inference.validation is not available")
+        return
+    predict_validation(fold_dir)
+
+
+def stored_options(fold_dir: Path) -> TrainerOptions:
+    """The options saved in a fold's checkpoint_latest.pt (what ``--resume`` continues with)."""
+    return TrainerOptions.from_dict(dict(ckpt.load_checkpoint(Path(fold_dir) / LATEST)["options"]))
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class Trainer:
+    """One (configuration, fold) training run; options are data (:class:`TrainerOptions`)."""
+
+    def __init__(self, setup: TrainingSetup, options: TrainerOptions) -> None:
+        self.setup, self.options = setup, options
+        self.device = resolve_device(options.device)
+        self.num_workers = (options.num_workers if options.num_workers is not None
+                            else default_num_workers(self.device.type))
+        configure_threads(self.device, self.num_workers)
+        plan = setup.plan
+        self.batch_size = int(options.batch_size or plan["batch_size"])
+        self.batch_dice = options.batch_dice if options.batch_dice is not None else default_batch_dice(plan)
+        self.spec = UNetSpec.from_plan(plan, setup.in_channels, setup.num_classes)
+        self.ds_weights = self.spec.deep_supervision_weights()
+        _seed_everything(options.seed)
+        self.network = build_network(self.spec).to(self.device)
+        self.optimizer = torch.optim.SGD(self.network.parameters(), lr=options.lr, momentum=options.momentum,
+                                         weight_decay=options.weight_decay, nesterov=True)
+        self.scaler = torch.amp.GradScaler("cuda") if self.device.type == "cuda" else None
+        self.epoch, self.logs = 0, empty_logs()
+        self._stop = False
+        self.fold_dir = setup.fold_dir
+
+    # ----------------------------------------------------------------- state
+    def state(self) -> dict[str, Any]:
+        return {
+            "network_weights": self.network.state_dict(), "optimizer_state": self.optimizer.state_dict(),
+            "grad_scaler_state": self.scaler.state_dict() if self.scaler else None, "epoch": self.epoch,
+            "logs": self.logs, "rng_state": ckpt.capture_rng(), "config": self.setup.config,
+            "fold": self.setup.fold, "spec": ckpt.spec_to_dict(self.spec), "options": self.options.to_dict(),
+            "labels": list(self.setup.labels),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        from toolkit.errors import SegkitError
+
+        if state.get("config") != self.setup.config or state.get("spec") != ckpt.spec_to_dict(self.spec):
+            raise SegkitError("checkpoint belongs to another configuration or network", self.fold_dir / LATEST)
+        self.network.load_state_dict(state["network_weights"])
+        self.optimizer.load_state_dict(state["optimizer_state"])
+        if self.scaler is not None and state.get("grad_scaler_state"):
+            self.scaler.load_state_dict(state["grad_scaler_state"])
+        self.epoch, self.logs = int(state["epoch"]), {k: list(v) for k, v in state["logs"].items()}
+        ckpt.restore_rng(state["rng_state"])
+
+    # ----------------------------------------------------------------- steps
+    def _to_device(self, batch: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        pin = self.device.type == "cuda"
+        data, seg = torch.from_numpy(batch["data"]), torch.from_numpy(batch["seg"])
+        if pin:
+            data, seg = data.pin_memory(), seg.pin_memory()
+        return data.to(self.device, non_blocking=pin), seg.to(self.device, non_blocking=pin)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def train_step(self, batch: dict[str, np.ndarray]) -> float:
+        data, target = self._to_device(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = deep_supervision_loss(self.network(data), target, self.ds_weights, self.batch_dice)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.options.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.options.grad_clip)
+            self.optimizer.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def val_step(self, batch: dict[str, np.ndarray]) -> tuple[float, torch.Tensor]:
+        data, target = self._to_device(batch)
+        with self._autocast():
+            outputs = self.network(data)
+            loss = deep_supervision_loss(outputs, target, self.ds_weights, self.batch_dice)
+        return float(loss), tp_fp_fn(outputs[0] if isinstance(outputs, list) else outputs, target)
+
+    # ----------------------------------------------------------------- epochs
+    def _run_epoch(self, train_loader, val_loader) -> bool:
+        """One epoch; False if interrupted (the epoch's results are then discarded)."""
+        o, start = self.options, time.time()
+        lr = poly_lr(o.lr, self.epoch, o.epochs, o.poly_exponent)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.network.train()
+        losses = []
+        for batch in train_loader.batches(self.epoch, o.iters_per_epoch):
+            losses.append(self.train_step(batch))
+            if self._stop:
+                return False
+        self.network.eval()
+        val_losses, counts = [], torch.zeros(3, self.setup.num_classes - 1, dtype=torch.float64)
+        for batch in val_loader.batches(self.epoch, o.val_iters):
+            loss, c = self.val_step(batch)
+            val_losses.append(loss)
+            counts += c
+            if self._stop:
+                return False
+        dice = pseudo_dice(counts)
+        mean = float(np.mean(dice)) if dice else 0.0
+        ema_prev = self.logs["ema_fg_dice"][-1] if self.logs["ema_fg_dice"] else mean
+        for key, value in (("train_loss", float(np.mean(losses))), ("val_loss", float(np.mean(val_losses or [0]))),
+                           ("pseudo_dice", dice), ("mean_fg_dice", mean),
+                           ("ema_fg_dice", o.ema_momentum * ema_prev + (1 - o.ema_momentum) * mean),
+                           ("lr", lr), ("epoch_time", time.time() - start)):
+            self.logs[key].append(value)
+        self.epoch += 1
+        return True
+
+    def _log(self, line: str) -> None:
+        _stderr(line)
+        with open(self.fold_dir / LOG, "a") as fh:
+            fh.write(line + "\n")
+
+    def run(self, resume: bool = False) -> Path:
+        """Train to ``options.epochs`` (continuing from checkpoint_latest.pt with ``resume``)."""
+        self.fold_dir.mkdir(parents=True, exist_ok=True)
+        self._write_model_metadata()
+        if resume:
+            self.load_state(ckpt.load_checkpoint(self.fold_dir / LATEST))
+            self._log(f"resumed from {self.fold_dir / LATEST} at epoch {self.epoch}")
+        snapshot = ckpt.to_cpu(self.state())
+        with self._loaders() as (train_loader, val_loader), self._signals():
+            while self.epoch < self.options.epochs:
+                if not self._run_epoch(train_loader, val_loader):
+                    ckpt.save_checkpoint(self.fold_dir / LATEST, snapshot)
+                    self._log(f"interrupted: saved the state after epoch {snapshot['epoch']} to {LATEST}")
+                    raise KeyboardInterrupt
+                self._log(epoch_line(self.logs, self.epoch, self.options.epochs))
+                plot_progress(self.logs, self.fold_dir / "progress.png")
+                snapshot = ckpt.to_cpu(self.state())
+                if self.epoch % self.options.save_every == 0:
+                    ckpt.save_checkpoint(self.fold_dir / LATEST, snapshot)
+        ckpt.save_checkpoint(self.fold_dir / LATEST, snapshot)
+        ckpt.save_checkpoint(self.fold_dir / FINAL, snapshot)
+        if self.options.final_validation:
+            run_final_validation(self.fold_dir, self._log)
+        return self.fold_dir
+
+    # ----------------------------------------------------------------- edges
+    def _write_model_metadata(self) -> None:
+        root = self.fold_dir.parent
+        atomic_write_json(root / "plans.json", self.setup.plans)
+        atomic_write_json(root / "dataset.json", self.setup.dataset_json)
+
+    @contextlib.contextmanager
+    def _loaders(self) -> Iterator[tuple[Any, Any]]:
+        from toolkit.training.data import make_loaders
+
+        train_loader, val_loader = make_loaders(self.setup, self.options, self.batch_size, self.num_workers)
+        try:
+            yield train_loader, val_loader
+        finally:
+            train_loader.close()
+            val_loader.close()
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        def handler(signum: int, _frame: Any) -> None:
+            self._stop = True
+
+        if threading.current_thread() is not threading.main_thread():  # handlers only work there
+            yield
+            return
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)

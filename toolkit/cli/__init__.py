@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "submission": "toolkit.cli.challenge_cmds:submission",
     "evaluate": "toolkit.cli.eval_cmds:evaluate",
     "select": "toolkit.cli.eval_cmds:select_cmd",
+    "train": "toolkit.cli.train_cmds:train",
 }
 
 

@@ -106,7 +106,7 @@ def ct_case(shape=(300, 512, 512), seed=0):
     from scipy import ndimage
 
     rng = np.random.default_rng(seed)
-    coarse = rng.normal(size=tuple(s // 16 for s in shape)).astype(np.float32)
+    coarse = rng.normal(size=tuple(s // 16 + 1 for s in shape)).astype(np.float32)
     anatomy = ndimage.zoom(coarse, 16, order=1)[: shape[0], : shape[1], : shape[2]]
     data = (anatomy + 0.3 * rng.normal(size=shape).astype(np.float32))[None]
     seg = (anatomy > 1.0).astype(np.int16) + (anatomy > 2.0)

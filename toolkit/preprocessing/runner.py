@@ -8,6 +8,11 @@
 - Configurations sharing a ``data_identifier`` (3d_cascade_fullres reuses 3d_fullres) are done once.
 - A failing case is reported by id with its reason. If a worker process dies (killed, usually out of
   memory) the unfinished cases get one more try in a fresh pool, then are reported as failed.
+
+Measured by ``bench/preprocess_vs_nnunet.py`` (one run, 2 workers, 2 alternating runs each, same
+nnU-Net plan for both): Hippocampus 195 cases 25.6 vs 10.1 cases/s (2.54x), peak RSS 392 vs
+3474 MiB, outputs identical; synthetic CT 6 cases 1.66 vs 0.41 cases/s (4.03x), image correlation
+>= 0.9992, label Dice >= 0.9925 against nnU-Net's arrays.
 """
 
 from __future__ import annotations

@@ -46,29 +46,30 @@ class BatchMaker:
     """Sampler + transforms of one process."""
 
     def __init__(self, spec: BatchSpec) -> None:
-        from batchgenerators.transforms.abstract_transforms import Compose
-
         from toolkit.training.augment import training_transforms
         from toolkit.training.cascade import PreviousStageToData
 
         self.spec = spec
         self.sampler = PatchSampler(spec.patches)
-        steps = list(training_transforms(spec.patches.final_size).transforms) if spec.augment else []
-        if spec.patches.cascade_folder:
-            steps.append(PreviousStageToData(spec.num_classes, augment=spec.augment))
-        self.transforms = Compose(steps) if steps else None
+        self.transforms = training_transforms(spec.patches.final_size) if spec.augment else None
+        self.cascade = PreviousStageToData(spec.num_classes, spec.augment) if spec.patches.cascade_folder else None
 
     def make(self, epoch: int, index: int) -> Batch:
         seq = np.random.SeedSequence([self.spec.seed, self.spec.stream, epoch, index])
         patch_seed, aug_seed = seq.spawn(2)
         batch = self.sampler.sample(np.random.default_rng(patch_seed))
-        if self.transforms is not None:
-            saved = np.random.get_state()
-            np.random.seed(aug_seed.generate_state(1)[0])
-            try:
+        if self.cascade is not None:  # the previous stage moves with the label (extra seg channel)
+            batch["seg"] = np.concatenate([batch["seg"], batch.pop("prev")], axis=1)
+        saved = np.random.get_state()
+        np.random.seed(aug_seed.generate_state(1)[0])
+        try:
+            if self.transforms is not None:
                 batch = self.transforms(**batch)
-            finally:
-                np.random.set_state(saved)
+            if self.cascade is not None:
+                seg = batch["seg"]
+                batch = self.cascade(data=batch["data"], seg=seg[:, :1], prev=seg[:, 1:])
+        finally:
+            np.random.set_state(saved)
         return {"data": np.ascontiguousarray(batch["data"], dtype=np.float32),
                 "seg": np.ascontiguousarray(batch["seg"], dtype=np.int16)}
 

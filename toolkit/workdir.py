@@ -39,8 +39,9 @@ class WorkDir:
     def splits(self) -> Path:
         return self.root / "splits_final.json"
 
-    def preprocessed(self, config: str) -> Path:
-        return self.root / "preprocessed" / config
+    def preprocessed(self, data_identifier: str) -> Path:
+        """Preprocessed arrays of a plan's ``data_identifier`` (the cascade shares 3d_fullres' folder)."""
+        return self.root / "preprocessed" / data_identifier
 
     def model(self, config: str, fold: int | str) -> Path:
         return self.root / "models" / config / f"fold_{fold}"

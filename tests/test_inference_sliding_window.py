@@ -169,3 +169,81 @@ def test_deep_supervision_list_output_uses_highest_resolution():
 def test_accepts_numpy_and_is_float32():
     out = sliding_window_predict(Pointwise(), np.random.rand(1, 10, 10, 10).astype(np.float64), (8, 8, 8), 3)
     assert out.dtype == torch.float32 and out.shape == (3, 10, 10, 10)
+
+
+class Recorder(nn.Module):
+    """Pointwise model that records batch sizes and can fail like a full GPU for big batches."""
+
+    def __init__(self, oom_above: int | None = None) -> None:
+        super().__init__()
+        self.inner = Pointwise()
+        self.batches: list[int] = []
+        self.oom_above = oom_above
+
+    def forward(self, x):
+        if self.oom_above is not None and x.shape[0] > self.oom_above:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        self.batches.append(x.shape[0])
+        return self.inner(x)
+
+
+def test_oom_in_forward_halves_the_batch():
+    model = Recorder(oom_above=2)
+    data = torch.randn(1, 40, 40, 40)
+    out = sliding_window_predict(model, data, (16, 16, 16), 3, mirror_axes=None, batch_windows=8)
+    assert max(model.batches) == 2 and sum(model.batches) == 4 * 4 * 4
+    assert torch.allclose(out, _reference_pointwise(model.inner, data), atol=1e-5)
+
+
+def test_oom_of_accumulators_falls_back_to_cpu(monkeypatch):
+    import toolkit.inference.sliding_window as sw
+
+    real, devices = sw._accumulate, []
+
+    def flaky(*args, results_device, batch):
+        devices.append(results_device)
+        if len(devices) == 1:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return real(*args, results_device=results_device, batch=batch)
+
+    monkeypatch.setattr(sw, "_accumulate", flaky)
+    model = Pointwise()
+    data = torch.randn(1, 20, 20, 20)
+    out = sliding_window_predict(model, data, (16, 16, 16), 3, mirror_axes=None)
+    assert [d.type for d in devices] == ["cpu", "cpu"] and len(devices) == 2
+    assert torch.allclose(out, _reference_pointwise(model, data), atol=1e-5)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+def test_cuda_autocast_matches_cpu_and_batches():
+    model = Recorder()
+    data = torch.randn(1, 48, 64, 64)
+    cpu = sliding_window_predict(model, data, (16, 32, 32), 3, mirror_axes=(0, 1, 2), batch_windows=1)
+    model.batches.clear()
+    gpu = sliding_window_predict(model.cuda(), data, (16, 32, 32), 3, mirror_axes=(0, 1, 2))
+    assert gpu.device.type == "cuda"
+    assert max(model.batches) > 1  # the auto batch put several windows in one pass
+    assert torch.allclose(gpu.cpu(), cpu, atol=2e-2)  # bf16/fp16 autocast
+    assert torch.allclose(gpu.sum(0).cpu(), torch.ones(48, 64, 64), atol=1e-4)
+
+
+@cuda
+def test_cuda_real_unet_3d_and_2d():
+    from toolkit.network.architecture import UNetSpec
+    from toolkit.network.unet import build_network
+
+    plan3 = {"conv_kernel_sizes": [[1, 3, 3]] + [[3, 3, 3]] * 4, "pool_strides": [[1, 2, 2], [2, 2, 2], [2, 2, 2],
+                                                                               [1, 2, 2]]}
+    net = build_network(UNetSpec.from_plan(plan3, 1, 3)).cuda()
+    net.deep_supervision = False
+    data = torch.randn(1, 50, 170, 150)
+    out = sliding_window_predict(net, data, (20, 80, 80), 3)
+    assert out.shape == (3, 50, 170, 150) and torch.allclose(out.sum(0), torch.ones(1, device="cuda"), atol=1e-4)
+    plan2 = {"conv_kernel_sizes": [[3, 3]] * 5, "pool_strides": [[2, 2]] * 4}
+    net2 = build_network(UNetSpec.from_plan(plan2, 1, 3)).cuda()
+    net2.deep_supervision = False
+    out2 = sliding_window_predict(net2, data, (80, 80), 3, mirror_axes=(0, 1))
+    assert out2.shape == (3, 50, 170, 150)

@@ -1,0 +1,206 @@
+"""Building blocks of ``segkit package``: the Dockerfile, the wheelhouse, the Docker engine calls, export.
+
+The engine is whatever ``DOCKER_HOST`` points at (dockerd, or podman's Docker-compatible socket),
+driven by the ``docker`` Python SDK through the classic ``/build`` endpoint (no BuildKit, which Debian's
+engine lacks). Wheels are downloaded on the host by pip for the base image's Python and glibc, so the
+build itself needs no network. Only the packages inference imports go into the image, pinned to the
+versions installed here, so that the container computes what ``segkit predict`` computes on the host.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.metadata as md
+import json
+import shutil
+import string
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+from toolkit import __version__
+from toolkit.errors import SegkitError
+from toolkit.io.atomic import atomic_write_path
+
+TEMPLATE = Path(__file__).with_name("Dockerfile.in")
+DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
+# distributions the in-container code imports (inference: torch; preprocessing: scipy, SimpleITK;
+# postprocessing: cc3d); evaluation images need no torch
+ALGORITHM_REQUIREMENTS = ("torch", "numpy", "scipy", "SimpleITK", "connected-components-3d", "tqdm")
+EVALUATION_REQUIREMENTS = ("numpy", "scipy", "SimpleITK", "connected-components-3d", "tqdm")
+
+
+def render_dockerfile(base_image: str, module: str, copy_bundle: bool, expose: bool,
+                      command: str = "package") -> str:
+    """The Dockerfile for ``module`` as entry point (pure; see ``Dockerfile.in``)."""
+    if not base_image or any(c.isspace() for c in base_image):
+        raise SegkitError(f"invalid base image name {base_image!r}")
+    return string.Template(TEMPLATE.read_text()).substitute(
+        command=command, version=__version__, base_image=base_image, module=module,
+        copy_bundle="COPY bundle /opt/segkit/bundle" if copy_bundle else "# weights: separate tarball -> /opt/ml/model",
+        expose="EXPOSE 4743" if expose else "# run-once mode: no port")
+
+
+def pinned_requirements(names: tuple[str, ...], device: str) -> list[str]:
+    """``name==<installed version>`` for each; torch gets the CPU build's local label for ``cpu``."""
+    reqs = []
+    for name in names:
+        try:
+            version = md.version(name)
+        except md.PackageNotFoundError:
+            raise SegkitError(f"{name} is not installed here; install segkit's dependencies first") from None
+        base = version.split("+")[0]
+        if name == "torch":
+            version = f"{base}+cpu" if device == "cpu" else base
+        reqs.append(f"{name}=={version}")
+    return reqs
+
+
+def _pip(args: list[str], what: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
+        raise SegkitError(f"{what} failed (pip exit {proc.returncode}):\n{tail}")
+
+
+def manylinux_tags(glibc: str) -> list[str]:
+    """Every manylinux tag a glibc ``2.N`` system accepts (pip does not expand ``--platform`` itself)."""
+    major, minor = (int(v) for v in glibc.split(".")[:2])
+    if major != 2 or minor < 17:
+        raise SegkitError(f"glibc {glibc} is too old for manylinux2014 wheels (needs 2.17 or newer)")
+    return ([f"manylinux_2_{m}_x86_64" for m in range(minor, 16, -1)]
+            + ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"])
+
+
+def download_wheelhouse(dest: Path, requirements: list[str], python: str, glibc: str,
+                        pip_args: tuple[str, ...] = ()) -> list[Path]:
+    """Binary wheels of ``requirements`` and their dependencies for CPython ``python`` on glibc ``glibc``."""
+    major, minor = python.split(".")[:2]
+    platforms = [arg for tag in manylinux_tags(glibc) for arg in ("--platform", tag)]
+    _pip(["download", "--quiet", "--dest", str(dest), "--only-binary=:all:", "--implementation", "cp",
+          "--python-version", f"{major}.{minor}", *platforms, *pip_args, *requirements],
+         "downloading the wheelhouse")
+    return sorted(dest.glob("*.whl"))
+
+
+def project_root() -> Path:
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").is_file():
+        raise SegkitError("segkit's source tree (pyproject.toml) is needed to build its wheel", root)
+    return root
+
+
+def build_project_wheel(dest: Path) -> Path:
+    """segkit's own wheel, without dependencies (they come from the pinned wheelhouse)."""
+    before = set(dest.glob("segkit-*.whl"))
+    _pip(["wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", str(dest), str(project_root())],
+         "building the segkit wheel")
+    made = sorted(set(dest.glob("segkit-*.whl")) - before) or sorted(dest.glob("segkit-*.whl"))
+    if not made:
+        raise SegkitError("pip wheel produced no segkit wheel", dest)
+    # the build leaves build/ and *.egg-info in the source tree; they are not ours to keep
+    shutil.rmtree(project_root() / "build", ignore_errors=True)
+    return made[-1]
+
+
+def docker_client():
+    """A client for the engine at DOCKER_HOST; a clear error when there is none."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "no engine"
+        raise SegkitError(f"no Docker engine reachable ({type(exc).__name__}); set DOCKER_HOST or start one "
+                          "(containers/engine.sh start)") from None
+    return client
+
+
+def ensure_image(client, name: str) -> None:
+    """Use a local image, or pull it; a clear error when neither works (e.g. no registry reachable)."""
+    import docker
+
+    try:
+        client.images.get(name)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        client.images.pull(name)
+    except Exception as exc:  # noqa: BLE001
+        raise SegkitError(f"base image {name!r} is not present and cannot be pulled ({type(exc).__name__}); "
+                          "build or load it first, or pass --base-image") from None
+
+
+_PROBE = ("import json, platform, sys; print(json.dumps({'python': platform.python_version(), "
+          "'glibc': platform.libc_ver()[1], 'machine': platform.machine()}))")
+
+
+def probe_base(client, image: str) -> dict[str, str]:
+    """Python version, glibc version and machine of the base image (the wheels must fit them)."""
+    try:
+        out = client.containers.run(image, ["python3", "-c", _PROBE], entrypoint=[], network_mode="none",
+                                    remove=True, stdout=True, stderr=True)
+    except Exception as exc:  # noqa: BLE001
+        raise SegkitError(f"base image {image!r} has no working python3 ({type(exc).__name__}: {exc})") from None
+    info = json.loads(out.decode().strip().splitlines()[-1])
+    if info["machine"] != "x86_64":
+        raise SegkitError(f"base image {image!r} is {info['machine']}; grand-challenge runs amd64 images")
+    if not info["glibc"]:
+        raise SegkitError(f"base image {image!r} has no glibc (musl images cannot use manylinux wheels)")
+    return info
+
+
+def build_image(client, context: Path, tag: str, labels: dict[str, str], log=None) -> tuple[str, float]:
+    """Classic-builder build of ``context``; returns (image id, seconds). Build errors end the package."""
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    start = time.perf_counter()
+    image_id = None
+    for chunk in client.api.build(path=str(context), tag=tag, labels=labels, rm=True, forcerm=True,
+                                  decode=True, pull=False):
+        if "error" in chunk:
+            raise SegkitError(f"docker build failed: {chunk['error'].strip()}", context / "Dockerfile")
+        if chunk.get("stream", "").strip():
+            log(chunk["stream"].rstrip())
+        if "aux" in chunk and "ID" in chunk["aux"]:
+            image_id = chunk["aux"]["ID"]
+    if image_id is None:
+        image_id = client.images.get(tag).id
+    return image_id, time.perf_counter() - start
+
+
+def image_passwd(client, tag: str) -> str:
+    """The image's /etc/passwd (to check that USER exists), read without running the entry point."""
+    out = client.containers.run(tag, ["cat", "/etc/passwd"], entrypoint=[], user="0", network_mode="none",
+                                remove=True, stdout=True, stderr=False)
+    return out.decode()
+
+
+def export_image(client, tag: str, out: Path, level: int = 6) -> int:
+    """``docker save TAG | gzip`` into ``out`` atomically; returns the compressed size in bytes."""
+    image = client.images.get(tag)
+    with atomic_write_path(out, suffix=".tar.gz") as tmp, gzip.open(tmp, "wb", compresslevel=level) as gz:
+        for chunk in image.save(named=True):
+            gz.write(chunk)
+    return out.stat().st_size
+
+
+def weights_tarball(bundle: Path, out: Path) -> int:
+    """The bundle's files at the root of a .tar.gz (grand-challenge extracts it to /opt/ml/model/)."""
+    with atomic_write_path(out, suffix=".tar.gz") as tmp, tarfile.open(tmp, "w:gz") as tar:
+        for p in sorted(bundle.rglob("*")):
+            if p.is_file():
+                tar.add(p, arcname=p.relative_to(bundle).as_posix(), recursive=False)
+    return out.stat().st_size
+
+
+def labels_for(challenge: str, manifest_sha: str, mode: str, extra: dict[str, Any] | None = None) -> dict[str, str]:
+    labels = {"org.segkit.version": __version__, "org.segkit.bundle-sha256": manifest_sha,
+              "org.segkit.challenge": challenge, "org.segkit.mode": mode}
+    if mode == "invoke":
+        labels["org.grand-challenge.api-method"] = "invoke"
+    labels.update({k: str(v) for k, v in (extra or {}).items()})
+    return labels

@@ -7,7 +7,9 @@ Both tools read the SAME canonical datasets (nnU-Net v2 raw layout, written once
 Runs are alternated (ours, peer, ours, peer ...) with the same worker count; both are timed as CLI
 processes (interpreter start and imports included: that is what a user waits for). Prints the
 differences (spacings, shapes after crop, relative size, foreground statistics in units of the
-foreground std) and the median time ratio. nnunetv2 lives in bench/.peer-venv (bench/_peer.py).
+foreground std) and the median time ratio; then plans both tools' planners from nnunetv2's
+fingerprint (``nnUNetv2_plan_experiment`` vs ``segkit plan --fingerprint``) and prints where the
+configurations differ. nnunetv2 lives in bench/.peer-venv (bench/_peer.py).
 
     .venv/bin/python bench/fingerprint_vs_nnunet.py [--repeats 3] [-j 2] [--synth-cases 30]
 """
@@ -96,6 +98,33 @@ def compare(ours: dict, peer: dict) -> list[str]:
     return lines
 
 
+def compare_plans(dataset: Path, env: dict) -> list[str]:
+    """Plan from nnU-Net's own fingerprint with both planners; print where the configurations differ."""
+    ds_id = dataset.name.split("_")[0].removeprefix("Dataset")
+    subprocess.run([str(peer_bin("nnUNetv2_plan_experiment")), "-d", ds_id], check=True, capture_output=True, env=env)
+    pre = Path(env["nnUNet_preprocessed"]) / dataset.name
+    out = subprocess.run([str(SEGKIT), "plan", "--fingerprint", str(pre / "dataset_fingerprint.json"),
+                          "--dataset-json", str(dataset / "dataset.json")], check=True, capture_output=True, text=True)
+    ours = json.loads(out.stdout)["configurations"]
+    peer = json.loads((pre / "nnUNetPlans.json").read_text())["configurations"]
+    lines = [f"  planners from the same (nnunetv2) fingerprint: configurations ours {sorted(ours)}, "
+             f"nnunetv2 {sorted(peer)}"]
+    for name, pc in peer.items():
+        if name not in ours or "patch_size" not in pc:
+            continue
+        arch, oc = pc["architecture"]["arch_kwargs"], ours[name]
+        pairs = {"spacing": (oc["spacing"], [round(v, 6) for v in pc["spacing"]]),
+                 "patch_size": (oc["patch_size"], pc["patch_size"]), "batch_size": (oc["batch_size"], pc["batch_size"]),
+                 "pool_strides": (oc["pool_strides"], arch["strides"][1:]),
+                 "conv_kernel_sizes": (oc["conv_kernel_sizes"], arch["kernel_sizes"])}
+        diffs = [f"{k} ours {a} vs {b}" for k, (a, b) in pairs.items()
+                 if json.dumps(a) != json.dumps(b) and not (k == "spacing" and all(
+                     abs(x - y) < 1e-4 for x, y in zip(a, b, strict=True)))]
+        lines.append(f"    {name}: " + ("identical (spacing, patch, batch, strides, kernels)" if not diffs
+                                         else "; ".join(diffs)))
+    return lines
+
+
 def bench_dataset(dataset: Path, tmp: Path, env: dict, jobs: int, repeats: int) -> float:
     ours_t, peer_t, ours_fp, peer_fp = [], [], None, None
     for r in range(repeats):
@@ -109,6 +138,7 @@ def bench_dataset(dataset: Path, tmp: Path, env: dict, jobs: int, repeats: int) 
     print(f"  time nnunetv2 {', '.join(f'{t:.2f}' for t in peer_t)} s  (median {statistics.median(peer_t):.2f})")
     print(f"  nnunetv2 / segkit time ratio: {ratio:.2f}x")
     print("\n".join(compare(ours_fp, peer_fp)))
+    print("\n".join(compare_plans(dataset, env)))
     return ratio
 
 

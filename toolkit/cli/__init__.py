@@ -28,6 +28,9 @@ COMMANDS: dict[str, str] = {
     "submission": "toolkit.cli.challenge_cmds:submission",
     "evaluate": "toolkit.cli.eval_cmds:evaluate",
     "select": "toolkit.cli.eval_cmds:select_cmd",
+    "run": "toolkit.cli.run_cmd:run",
+    "export": "toolkit.cli.bundle_cmds:export",
+    "report": "toolkit.cli.bundle_cmds:report",
     "train": "toolkit.cli.train_cmds:train",
 }
 

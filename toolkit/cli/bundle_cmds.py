@@ -1,0 +1,40 @@
+"""``segkit export`` (inference bundle) and ``segkit report`` (static HTML report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from toolkit.cli.options import dataset_argument, work_option
+
+
+@click.command("export")
+@dataset_argument
+@work_option
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Bundle folder to create (must be absent or empty unless --overwrite).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder.")
+def export(dataset: Path, work: Path | None, out: Path, overwrite: bool) -> None:
+    """Write a self-contained inference bundle of the selected model (folds + postprocessing).
+
+    `segkit predict -m BUNDLE` and `segkit package BUNDLE` use it with no work directory; every file
+    is checksummed in manifest.json and a tampered bundle is refused.
+    """
+    from toolkit.bundle import make_bundle
+
+    manifest = make_bundle(dataset, work, out, overwrite)
+    folds = ", ".join(f"{c}: {v}" for c, v in manifest["folds"].items())
+    click.echo(f"bundle {out}: {' + '.join(manifest['configurations'])} (folds {folds}), "
+               f"CV score {manifest['cv_score']:.4f}, {len(manifest['files'])} files", err=True)
+    click.echo(str(out))
+
+
+@click.command()
+@dataset_argument
+@work_option
+def report(dataset: Path, work: Path | None) -> None:
+    """Write <WORK>/<dataset>/report/index.html: fingerprint, plans, curves, CV, selection, overlays."""
+    from toolkit.report import build_report
+
+    click.echo(str(build_report(dataset, work)))

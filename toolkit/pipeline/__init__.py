@@ -1,0 +1,1 @@
+"""The end-to-end pipeline (``segkit run``): each stage skips what is already finished."""

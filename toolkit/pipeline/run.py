@@ -1,0 +1,179 @@
+"""``segkit run``: fingerprint -> plan -> preprocess -> train every configuration x fold -> select.
+
+Every stage skips what is finished (a fold with ``checkpoint_final.pt`` and its validation summary),
+and a fold with only ``checkpoint_latest.pt`` resumes from it, so a killed run continues where it
+stopped. ``-c``/``-f`` restrict the work; selection then uses whatever exists and says so.
+
+The paper's shortcuts for limited compute are options, not code paths of their own: train only
+3d_fullres (``-c 3d_fullres``), one fold per configuration (``-f 0``). A dataset.json may carry a
+``segkit_training`` recipe (the CREMI adapter writes one: ``{"configurations": ["3d_fullres"],
+"models_on_all_data": 5}``); it restricts the configurations and gives each fold its own seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit.dataset import DatasetSpec, load_dataset
+from toolkit.errors import SegkitError
+from toolkit.pipeline.stages import (
+    ensure_fingerprint,
+    ensure_plans,
+    ensure_preprocessed,
+    ensure_splits,
+    log,
+    planned_configs,
+    reference_labels,
+)
+from toolkit.workdir import WorkDir
+
+
+@dataclass
+class RunOptions:
+    configs: list[str] = field(default_factory=list)  # empty: every planned configuration
+    folds: list[int] = field(default_factory=list)  # empty: every fold of the splits
+    epochs: int | None = None
+    iters_per_epoch: int | None = None
+    val_iters: int | None = None
+    num_workers: int | None = None
+    device: str | None = None
+    seed: int | None = None
+    jobs: int = 1
+    gpu_memory_gb: float = 8.0
+    select: bool = True
+
+
+def _recipe(spec: DatasetSpec) -> dict[str, Any]:
+    recipe = spec.raw.get("segkit_training") or {}
+    if not isinstance(recipe, dict):
+        raise SegkitError("'segkit_training' must be an object", spec.root / "dataset.json")
+    return recipe
+
+
+def _choose_configs(plans: dict[str, Any], opts: RunOptions, recipe: dict[str, Any]) -> list[str]:
+    planned = planned_configs(plans)
+    wanted = opts.configs or recipe.get("configurations") or planned
+    unknown = [c for c in wanted if c not in planned]
+    if unknown:
+        raise SegkitError(f"configuration(s) {', '.join(unknown)} not in the plans (planned: {', '.join(planned)})")
+    chosen = [c for c in planned if c in wanted]
+    for c in chosen:  # a cascade needs its previous stage trained on the same folds
+        prev = plans["configurations"][c].get("previous_stage")
+        if prev and prev not in chosen:
+            raise SegkitError(f"{c} needs {prev}: add `-c {prev}`")
+    return chosen
+
+
+def _trainer_options(opts: RunOptions, fold: int, recipe: dict[str, Any]):
+    from toolkit.training.options import TrainerOptions
+
+    seed = opts.seed
+    if seed is None and recipe.get("models_on_all_data"):
+        seed = TrainerOptions().seed + fold  # models on the same data differ by their seed
+    return TrainerOptions().with_changes(epochs=opts.epochs, iters_per_epoch=opts.iters_per_epoch,
+                                         val_iters=opts.val_iters, num_workers=opts.num_workers,
+                                         device=opts.device, seed=seed)
+
+
+def _fold_done(fold_dir: Path) -> bool:
+    return (fold_dir / "checkpoint_final.pt").is_file() and (fold_dir / "validation" / "summary.json").is_file()
+
+
+def train_fold(spec: DatasetSpec, work: Path | None, config: str, fold: int, opts: RunOptions,
+               recipe: dict[str, Any]) -> str:
+    """Train (or resume, or finish the validation of) one fold; returns what was done."""
+    from toolkit.inference.validation import predict_validation
+    from toolkit.training.setup import resolve_training
+    from toolkit.training.trainer import Trainer, stored_options
+
+    setup = resolve_training(spec.root, work, config, fold)
+    fold_dir = setup.fold_dir
+    if _fold_done(fold_dir):
+        return "done before"
+    if (fold_dir / "checkpoint_final.pt").is_file():
+        log(f"[train] {config} fold {fold}: trained; predicting its validation cases")
+        predict_validation(fold_dir, spec.root, device=opts.device)
+        return "validated"
+    if setup.cascade_folder is not None:
+        _materialize_cascade(setup)
+    resume = (fold_dir / "checkpoint_latest.pt").is_file()
+    options = _trainer_options(opts, fold, recipe)
+    if resume:
+        options = stored_options(fold_dir)
+    log(f"[train] {config} fold {fold}: {'resuming' if resume else 'starting'} ({options.epochs} epochs x "
+        f"{options.iters_per_epoch} iterations)")
+    Trainer(setup, options.with_changes(final_validation=False)).run(resume=resume)
+    predict_validation(fold_dir, spec.root, device=opts.device)
+    return "resumed" if resume else "trained"
+
+
+def _materialize_cascade(setup) -> None:
+    """The low-res stage's predictions of every training case, in the full-res grid (cascade input)."""
+    from toolkit.preprocessing.storage import load_case
+    from toolkit.training.cascade import materialize_previous_stage
+
+    prev = setup.plan["previous_stage"]
+    shapes = {c: tuple(load_case(setup.preprocessed, c)[0].shape[1:]) for c in setup.train_cases + setup.val_cases}
+    materialize_previous_stage(setup.cascade_folder, setup.work.root / "models" / prev, shapes)
+
+
+def run_pipeline(dataset: str | Path, work: str | Path | None, opts: RunOptions) -> dict[str, Any]:
+    """Run everything that is not finished yet; returns a summary (per fold status, selection)."""
+    from toolkit.dataset.verify import check_dataset
+
+    spec = load_dataset(dataset)
+    report = check_dataset(spec.root, workers=opts.jobs)
+    if not report.ok:
+        raise SegkitError(f"dataset has {len(report.problems)} problem(s), first: {report.problems[0]} "
+                          "(run `segkit verify` for all)", spec.root)
+    wd = WorkDir.for_dataset(work, spec.root)
+    recipe = _recipe(spec)
+    fingerprint = ensure_fingerprint(spec, wd, opts.jobs)
+    plans = ensure_plans(spec, wd, fingerprint, opts.gpu_memory_gb)
+    configs = _choose_configs(plans, opts, recipe)
+    ensure_preprocessed(spec, wd, plans, configs, opts.jobs)
+    splits = ensure_splits(spec, wd)
+    folds = opts.folds or list(range(len(splits)))
+    bad = [f for f in folds if not 0 <= f < len(splits)]
+    if bad:
+        raise SegkitError(f"fold(s) {bad} do not exist (the splits have folds 0..{len(splits) - 1})", wd.splits)
+    status: dict[str, dict[int, str]] = {}
+    for config in configs:
+        status[config] = {f: train_fold(spec, work, config, f, opts, recipe) for f in folds}
+    selection = None
+    if opts.select:
+        from toolkit.selection.select import select
+
+        if len(folds) < len(splits) or set(configs) != set(planned_configs(plans)):
+            log(f"[select] with what exists: configurations {', '.join(configs)}, folds {folds}")
+        selection = select(wd, reference_labels(spec), spec.raw, workers=opts.jobs)
+    return {"work": str(wd.root), "status": status, "selection": selection}
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """The final table: each configuration's folds and CV score, and the selected model."""
+    lines = [f"work directory: {result['work']}"]
+    scores = {}
+    if result["selection"]:
+        scores = {c["name"]: c["score"] for c in result["selection"]["candidates"]}
+    width = max([len(c) for c in result["status"]] + [len(n) for n in scores] + [13])
+    lines.append(f"{'candidate'.ljust(width)}  folds                      CV mean fg Dice")
+    for config, folds in result["status"].items():
+        done = " ".join(f"{f}:{s.split()[0]}" for f, s in folds.items())
+        score = scores.get(config)
+        lines.append(f"{config.ljust(width)}  {done:<26} {'-' if score is None else f'{score:.4f}'}")
+    for name, score in scores.items():
+        if name not in result["status"]:
+            lines.append(f"{name.ljust(width)}  {'(ensemble)':<26} {'-' if score is None else f'{score:.4f}'}")
+    if result["selection"]:
+        sel = result["selection"]
+        decision = sel["postprocessing"]["decision"]
+        pp = []
+        if decision.get("keep_largest_foreground"):
+            pp.append("largest foreground component")
+        pp += [f"largest component of class {lb}" for lb in decision.get("keep_largest_per_class", [])]
+        lines.append(f"selected: {sel['winner']['name']} (score {sel['winner']['score']:.4f}); "
+                     f"postprocessing: {', '.join(pp) or 'none'}")
+    return "\n".join(lines)

@@ -35,7 +35,7 @@ class GreedyOption(click.Option):
 
 @click.command()
 @click.option("-m", "--model", "model", required=True, type=click.Path(path_type=Path),
-              help="Model folder <WORK>/<dataset>/models/<config> (plans.json, dataset.json, fold_<k>/).")
+              help="Model folder <WORK>/<dataset>/models/<config>, or a bundle made by `segkit export`.")
 @click.option("-i", "--input", "in_dir", required=True, type=click.Path(path_type=Path),
               help="Folder of raw images <case>_<XXXX><ending>.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -52,14 +52,26 @@ class GreedyOption(click.Option):
 @click.option("--overwrite", is_flag=True, help="Predict cases whose output already exists again.")
 def predict(model: Path, in_dir: Path, out_dir: Path, folds: tuple[int, ...], config: str | None, no_tta: bool,
             step: float, save_probabilities: bool, device: str, overwrite: bool) -> int:
-    """Predict every case of IN_DIR with MODEL's folds (probabilities averaged) into OUT_DIR."""
-    from toolkit.inference.pipeline import predict_folder
-    from toolkit.inference.predictor import Predictor
+    """Predict every case of IN_DIR with MODEL's folds (probabilities averaged) into OUT_DIR.
 
-    folder = model / config if config else model
-    predictor = Predictor.from_model_folder(folder, list(folds) or None, device, not no_tta, step)
-    report = predict_folder(predictor, in_dir, out_dir, predictor.model.num_image_channels, overwrite,
-                            save_probabilities)
+    MODEL is a model folder (one configuration) or a bundle from `segkit export` (the selected
+    configurations, ensembled, with the selected postprocessing; its checksums are verified first).
+    """
+    from toolkit.bundle import is_bundle
+    from toolkit.inference.pipeline import predict_folder
+
+    if is_bundle(model):
+        from toolkit.bundle.predictor import BundlePredictor
+
+        predictor = BundlePredictor.from_bundle(model, device, not no_tta, step, list(folds) or None)
+        n_channels = predictor.num_image_channels
+    else:
+        from toolkit.inference.predictor import Predictor
+
+        folder = model / config if config else model
+        predictor = Predictor.from_model_folder(folder, list(folds) or None, device, not no_tta, step)
+        n_channels = predictor.model.num_image_channels
+    report = predict_folder(predictor, in_dir, out_dir, n_channels, overwrite, save_probabilities)
     click.echo(f"predicted {len(report.predicted)}, skipped {len(report.skipped)} (already done), "
                f"failed {len(report.failed)} -> {out_dir}")
     if report.internal_errors:

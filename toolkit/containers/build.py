@@ -34,12 +34,14 @@ EVALUATION_REQUIREMENTS = ("numpy", "scipy", "SimpleITK", "connected-components-
 
 
 def render_dockerfile(base_image: str, module: str, copy_bundle: bool, expose: bool,
-                      command: str = "package") -> str:
+                      command: str = "package", labels: dict[str, str] | None = None) -> str:
     """The Dockerfile for ``module`` as entry point (pure; see ``Dockerfile.in``)."""
     if not base_image or any(c.isspace() for c in base_image):
         raise SegkitError(f"invalid base image name {base_image!r}")
+    label_line = "LABEL " + " ".join(f"{k}={json.dumps(str(v))}" for k, v in sorted((labels or {}).items()))
     return string.Template(TEMPLATE.read_text()).substitute(
         command=command, version=__version__, base_image=base_image, module=module,
+        labels=label_line if labels else "# no labels",
         copy_bundle="COPY bundle /opt/segkit/bundle" if copy_bundle else "# weights: separate tarball -> /opt/ml/model",
         expose="EXPOSE 4743" if expose else "# run-once mode: no port")
 
@@ -154,12 +156,15 @@ def probe_base(client, image: str) -> dict[str, str]:
     return info
 
 
-def build_image(client, context: Path, tag: str, labels: dict[str, str], log=None) -> tuple[str, float]:
-    """Classic-builder build of ``context``; returns (image id, seconds). Build errors end the package."""
+def build_image(client, context: Path, tag: str, log=None) -> tuple[str, float]:
+    """Classic-builder build of ``context``; returns (image id, seconds). Build errors end the package.
+
+    Labels are written into the Dockerfile rather than passed to the API, which would append a step
+    after the large layer (a full copy of the file system on vfs engines)."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     start = time.perf_counter()
     image_id = None
-    for chunk in client.api.build(path=str(context), tag=tag, labels=labels, rm=True, forcerm=True,
+    for chunk in client.api.build(path=str(context), tag=tag, rm=True, forcerm=True,
                                   decode=True, pull=False):
         if "error" in chunk:
             raise SegkitError(f"docker build failed: {chunk['error'].strip()}", context / "Dockerfile")

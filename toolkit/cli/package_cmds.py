@@ -1,0 +1,82 @@
+"""``segkit package`` and ``segkit package-evaluation``: grand-challenge containers (toolkit.containers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+_OPTION_HELP = "Override a challenge YAML fact, e.g. -O 'container.output.slug=my-seg' (repeatable)."
+
+
+def _overrides(options: tuple[str, ...]) -> dict:
+    from challenges.base import parse_options
+
+    return parse_options(options)
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--challenge", required=True, help="Challenge whose YAML holds the container interface.")
+@click.option("-t", "--tag", required=True, help="Image name, NAME[:TAG].")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Export `docker save | gzip` here (image.tar.gz) after every check passed.")
+@click.option("--test-input", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Cases to self-test before export: grand-challenge job folders or <case>_<XXXX> images.")
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
+              help="torch build in the image.")
+@click.option("--base-image", default=None, help="Base image with python3 (default: python:3.11-slim-bookworm).")
+@click.option("--weights-tarball", is_flag=True,
+              help="Leave the bundle out of the image; write <output>-model.tar.gz for /opt/ml/model.")
+@click.option("--mode", type=click.Choice(["run", "invoke"]), default="run", show_default=True,
+              help="run: one job per container; invoke: HTTP server on 4743 (/health, /invoke).")
+@click.option("--no-tta", is_flag=True, help="Disable mirroring test-time augmentation in the container.")
+@click.option("--step", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.5, show_default=True)
+@click.option("--memory", "mem_limit", default="16g", show_default=True, help="Memory limit of the self-test.")
+@click.option("--pip-arg", "pip_args", multiple=True, help="Extra argument for `pip download` (repeatable).")
+@click.option("--context", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the build context in this (new or empty) folder.")
+@click.option("-O", "--option", "options", multiple=True, metavar="KEY=VALUE", help=_OPTION_HELP)
+def package(bundle: Path, challenge: str, tag: str, out: Path | None, test_input: Path | None, device: str,
+            base_image: str | None, weights_tarball: bool, mode: str, no_tta: bool, step: float, mem_limit: str,
+            pip_args: tuple[str, ...], context: Path | None, options: tuple[str, ...]) -> None:
+    """Build a grand-challenge algorithm image of BUNDLE (from `segkit export`) against DOCKER_HOST.
+
+    The image is checked (non-root user, amd64, entry point, labels, size), self-tested on
+    --test-input cases against host-side prediction when given, and exported with -o.
+    Prints a JSON report (build time, sizes, per-case self-test) on stdout.
+    """
+    from toolkit.containers.build import DEFAULT_BASE_IMAGE
+    from toolkit.containers.packager import PackageOptions
+    from toolkit.containers.packager import package as run_package
+
+    report = run_package(PackageOptions(
+        bundle=bundle, challenge=challenge, tag=tag, out=out, test_input=test_input, device=device,
+        base_image=base_image or DEFAULT_BASE_IMAGE, weights_tarball=weights_tarball, mode=mode,
+        overrides=_overrides(options), tta=not no_tta, step=step, mem_limit=mem_limit, pip_args=pip_args,
+        context=context))
+    click.echo(json.dumps(report, indent=2))
+
+
+@click.command("package-evaluation")
+@click.option("--challenge", required=True, help="Challenge whose YAML holds the labels and output socket.")
+@click.option("-t", "--tag", required=True, help="Image name, NAME[:TAG].")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Export `docker save | gzip` here.")
+@click.option("--dataset-json", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Take the labels from this dataset.json (challenges whose YAML has none, e.g. decathlon).")
+@click.option("--tolerance-mm", type=float, default=1.0, show_default=True, help="NSD tolerance.")
+@click.option("--base-image", default=None, help="Base image with python3 (default: python:3.11-slim-bookworm).")
+@click.option("--pip-arg", "pip_args", multiple=True, help="Extra argument for `pip download` (repeatable).")
+@click.option("-O", "--option", "options", multiple=True, metavar="KEY=VALUE", help=_OPTION_HELP)
+def package_evaluation(challenge: str, tag: str, out: Path | None, dataset_json: Path | None, tolerance_mm: float,
+                       base_image: str | None, pip_args: tuple[str, ...], options: tuple[str, ...]) -> None:
+    """Build a grand-challenge evaluation image: /input/predictions.json + algorithm outputs + ground truth
+    in /opt/ml/input/data/ground_truth -> /output/metrics.json (Dice, IoU, HD95, NSD per class)."""
+    from toolkit.containers.build import DEFAULT_BASE_IMAGE
+    from toolkit.containers.packager import package_evaluation as run
+
+    report = run(challenge, tag, out, base_image or DEFAULT_BASE_IMAGE, _overrides(options), dataset_json,
+                 tolerance_mm, pip_args)
+    click.echo(json.dumps(report, indent=2))

@@ -26,15 +26,19 @@ def _ellipsoid(shape, center, radii, spacing) -> np.ndarray:
     return sum((g / r) ** 2 for g, r in zip(grids, radii, strict=True)) <= 1.0
 
 
-def make_phantom_case(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Geometry]:
-    """One phantom: (image float32 zyx, label uint8 zyx, geometry)."""
+DEFAULT_EXTENT_MM = (60.0, 72.0, 72.0)
+
+
+def make_phantom_case(rng: np.random.Generator, extent_mm=DEFAULT_EXTENT_MM) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """One phantom: (image float32 zyx, label uint8 zyx, geometry); ``extent_mm`` is the field of view."""
     spacing = np.array([rng.uniform(2.0, 3.0), *(rng.uniform(0.8, 1.0),) * 2])  # z, y, x in mm
-    extent_mm = np.array([60.0, 72.0, 72.0])
+    extent_mm = np.asarray(extent_mm, dtype=float)
+    scale = extent_mm / np.asarray(DEFAULT_EXTENT_MM)
     shape = tuple(int(round(e / s)) for e, s in zip(extent_mm, spacing, strict=True))
     center = np.array(shape) / 2 + rng.uniform(-1.5, 1.5, 3)
     body = _ellipsoid(shape, center, extent_mm * np.array([0.42, 0.40, 0.44]), spacing)
     organ_center = center + rng.uniform(-3, 3, 3) / spacing * 2
-    organ_radii = np.array([14.0, 16.0, 18.0]) * rng.uniform(0.85, 1.15, 3)
+    organ_radii = np.array([14.0, 16.0, 18.0]) * scale * rng.uniform(0.85, 1.15, 3)
     organ = _ellipsoid(shape, organ_center, organ_radii, spacing) & body
     lesion_center = organ_center + rng.uniform(-4, 4, 3) / spacing
     lesion = _ellipsoid(shape, lesion_center, organ_radii * rng.uniform(0.3, 0.45), spacing) & organ
@@ -53,7 +57,7 @@ def make_phantom_case(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray,
 
 
 def make_phantom_dataset(out_dir: str | Path, n_train: int = 8, n_test: int = 2, seed: int = 0,
-                         name: str = "Dataset900_Phantom") -> Path:
+                         name: str = "Dataset900_Phantom", extent_mm=DEFAULT_EXTENT_MM) -> Path:
     """Write the phantom challenge to ``out_dir/name`` (canonical layout) and return that folder.
 
     ``imagesTs``/``labelsTs`` hold held-out cases with their reference labels, so predictions on the
@@ -65,7 +69,7 @@ def make_phantom_dataset(out_dir: str | Path, n_train: int = 8, n_test: int = 2,
     for i in range(n_train + n_test):
         split = "Tr" if i < n_train else "Ts"
         case = f"phantom_{i:03d}"
-        image, label, geometry = make_phantom_case(rng)
+        image, label, geometry = make_phantom_case(rng, extent_mm)
         write_image(image, geometry, root / f"images{split}" / f"{case}_0000.nii.gz")
         write_image(label, geometry, root / f"labels{split}" / f"{case}.nii.gz")
         if split == "Tr":

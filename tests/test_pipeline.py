@@ -1,0 +1,160 @@
+"""segkit run / export / predict -m BUNDLE / report, on a tiny phantom run (CPU, about two minutes).
+
+Training is a few iterations: these tests check the machinery (resume, selection with an ensemble,
+bundle round trip and tamper refusal, geometry), not learning; tests/test_learning_hippocampus.py
+checks learning on real data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from toolkit.cli import cli
+from toolkit.io.images import read_image
+from toolkit.phantom import make_phantom_dataset
+
+TINY = ["--epochs", "1", "--iters-per-epoch", "2", "--val-iters", "1", "--num-workers", "0", "--device", "cpu",
+        "-j", "1"]
+
+
+def _dataset(root: Path, n_train: int = 6) -> Path:
+    ds = make_phantom_dataset(root, n_train=n_train, n_test=2, seed=3, extent_mm=(40.0, 48.0, 48.0))
+    (ds / "splits_final.json").write_text(json.dumps([
+        {"train": [f"phantom_{i:03d}" for i in range(n_train) if i % 2 != k],
+         "val": [f"phantom_{i:03d}" for i in range(n_train) if i % 2 == k]} for k in range(2)]))
+    return ds
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """Both planned configurations (2d, 3d_fullres), two folds, selection."""
+    root = tmp_path_factory.mktemp("run")
+    ds, work = _dataset(root / "raw"), root / "work"
+    result = CliRunner().invoke(cli, ["run", str(ds), "--work", str(work), *TINY])
+    assert result.exit_code == 0, result.output
+    return ds, work, result.output
+
+
+def test_run_selects_among_singles_and_ensemble(finished_run):
+    ds, work, output = finished_run
+    wd = work / ds.name
+    selection = json.loads((wd / "selection.json").read_text())
+    names = {c["name"] for c in selection["candidates"]}
+    assert names == {"2d", "3d_fullres", "2d+3d_fullres"}
+    assert selection["winner"]["name"] in names
+    assert all(selection["folds"][c]["folds_present"] == [0, 1] for c in ("2d", "3d_fullres"))
+    assert "selected:" in output and "CV mean fg Dice" in output
+    for config in ("2d", "3d_fullres"):
+        for k in (0, 1):
+            fold = wd / "models" / config / f"fold_{k}"
+            assert (fold / "checkpoint_final.pt").is_file() and (fold / "progress.png").is_file()
+            assert json.loads((fold / "validation" / "summary.json").read_text())["per_case"]
+
+
+def test_run_again_skips_everything(finished_run):
+    ds, work, _ = finished_run
+    ckpt = work / ds.name / "models" / "3d_fullres" / "fold_0" / "checkpoint_final.pt"
+    before = ckpt.stat().st_mtime_ns
+    result = CliRunner().invoke(cli, ["run", str(ds), "--work", str(work), *TINY])
+    assert result.exit_code == 0, result.output
+    assert "0:done" in result.output and ckpt.stat().st_mtime_ns == before
+
+
+def test_bundle_round_trip_and_geometry(finished_run, tmp_path):
+    ds, work, _ = finished_run
+    bundle, out = tmp_path / "bundle", tmp_path / "pred"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["export", str(ds), "--work", str(work), "-o", str(bundle)]).exit_code == 0
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    selection = json.loads((work / ds.name / "selection.json").read_text())
+    assert manifest["configurations"] == selection["winner"]["configurations"]
+    result = runner.invoke(cli, ["predict", "-m", str(bundle), "-i", str(ds / "imagesTs"), "-o", str(out),
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    for img in sorted((ds / "imagesTs").glob("*_0000.nii.gz")):
+        case = img.name[: -len("_0000.nii.gz")]
+        pred, geo = read_image(out / f"{case}.nii.gz")
+        ref, ref_geo = read_image(img)
+        assert pred.shape == ref.shape and geo == ref_geo
+        assert set(np.unique(pred)) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("tamper", ["modify", "add", "remove"])
+def test_tampered_bundle_is_refused(finished_run, tmp_path, tamper):
+    ds, work, _ = finished_run
+    bundle = tmp_path / "bundle"
+    assert CliRunner().invoke(cli, ["export", str(ds), "--work", str(work), "-o", str(bundle)]).exit_code == 0
+    ckpt = next(bundle.glob("models/*/fold_0/checkpoint_final.pt"))
+    if tamper == "modify":
+        data = bytearray(ckpt.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        ckpt.write_bytes(bytes(data))
+    elif tamper == "add":
+        (bundle / "models" / "extra.py").write_text("print('hi')\n")
+    else:
+        ckpt.unlink()
+    result = CliRunner().invoke(cli, ["predict", "-m", str(bundle), "-i", str(ds / "imagesTs"),
+                                      "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_export_refuses_non_empty_output(finished_run, tmp_path):
+    ds, work, _ = finished_run
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x").write_text("keep me")
+    result = CliRunner().invoke(cli, ["export", str(ds), "--work", str(work), "-o", str(tmp_path / "b")])
+    assert result.exit_code == 2 and (tmp_path / "b" / "x").read_text() == "keep me"
+
+
+def test_report_has_every_section(finished_run):
+    ds, work, _ = finished_run
+    result = CliRunner().invoke(cli, ["report", str(ds), "--work", str(work)])
+    assert result.exit_code == 0, result.output
+    report = work / ds.name / "report"
+    page = (report / "index.html").read_text()
+    for title in ("Dataset fingerprint", "Plans", "Training curves", "Cross-validation", "Model selection",
+                  "Best and worst validation case"):
+        assert f"<h2>{title}</h2>" in page
+    for png in ("dice_boxplot.png", "overlay_best.png", "overlay_worst.png", "curves_2d_fold_0.png"):
+        assert (report / png).stat().st_size > 1000
+        assert png in page
+
+
+def test_run_resumes_after_kill(tmp_path):
+    """SIGTERM during fold 1 keeps fold 0; the second run skips it and finishes fold 1."""
+    ds, work = _dataset(tmp_path / "raw"), tmp_path / "work"
+    args = [sys.executable, "-m", "toolkit.cli", "run", str(ds), "--work", str(work), "-c", "3d_fullres",
+            *TINY[:-2], "-j", "1", "--epochs", "3", "--no-select"]
+    fold0 = work / ds.name / "models" / "3d_fullres" / "fold_0" / "validation" / "summary.json"
+    fold1_log = work / ds.name / "models" / "3d_fullres" / "fold_1" / "training_log.txt"
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if fold0.is_file() and fold1_log.is_file() and "epoch 1/3" in fold1_log.read_text():
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.stdout.read()
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode != 0, output
+    fold0_ckpt = fold0.parent.parent / "checkpoint_final.pt"
+    stamp = fold0_ckpt.stat().st_mtime_ns
+    assert (fold1_log.parent / "checkpoint_latest.pt").is_file()
+    assert not (fold1_log.parent / "checkpoint_final.pt").exists()
+    again = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr
+    assert "0:done" in again.stdout and "1:resumed" in again.stdout
+    assert fold0_ckpt.stat().st_mtime_ns == stamp
+    assert "resumed from" in fold1_log.read_text()

@@ -1,10 +1,13 @@
 """Batches for training and validation: sampling + augmentation, in-process or in worker processes.
 
-Every batch is a pure function of ``(seed, stream, epoch, batch index)``: its random numbers come
-from a ``SeedSequence`` of those four values (patch choice) and numpy's global generator seeded
-from the same sequence (batchgenerators' transforms). So results do not depend on the number of
-workers or on their scheduling, and a resumed run draws exactly the batches an uninterrupted run
-would have drawn.
+Every sample is a pure function of ``(seed, stream, epoch, batch index, sample index)``: its random
+numbers come from a ``SeedSequence`` of those five values (patch choice) and numpy's global generator
+seeded from the same sequence (batchgenerators' transforms, applied per sample; they
+also draw from Python's ``random``, which is seeded likewise). So results do not
+depend on the number of workers or on their scheduling, a resumed run draws exactly the batches an
+uninterrupted run would have drawn, and under data-parallel training rank r of W draws the samples
+``shard_indices(batch, r, W)`` of the same global batch a single process would draw (with the
+foreground rule applied to the global sample index).
 
 Workers are a persistent ``spawn`` process pool (no fork of a process holding torch threads); each
 rebuilds the sampler from the picklable :class:`BatchSpec` once, keeps its memory maps open, and
@@ -19,13 +22,14 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import random
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from toolkit.training.sampling import PatchSampler, PatchSpec
+from toolkit.training.sampling import PatchSampler, PatchSpec, num_forced, shard_indices
 
 Batch = dict[str, np.ndarray]
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -40,6 +44,8 @@ class BatchSpec:
     augment: bool  # training: full pipeline; validation: none (patches drawn at the final size)
     seed: int
     stream: int  # 0 training, 1 validation: independent random streams
+    rank: int = 0  # data-parallel training: this process draws its shard of the global batch
+    world_size: int = 1
 
 
 class BatchMaker:
@@ -55,13 +61,24 @@ class BatchMaker:
         self.cascade = PreviousStageToData(spec.num_classes, spec.augment) if spec.patches.cascade_folder else None
 
     def make(self, epoch: int, index: int) -> Batch:
-        seq = np.random.SeedSequence([self.spec.seed, self.spec.stream, epoch, index])
+        """This rank's samples of global batch ``index`` of ``epoch``, stacked."""
+        p = self.spec.patches
+        n_forced = num_forced(p.batch_size, p.oversample)
+        samples = [self._make_one(epoch, index, j, j >= p.batch_size - n_forced)
+                   for j in shard_indices(p.batch_size, self.spec.rank, self.spec.world_size)]
+        return {k: np.ascontiguousarray(np.concatenate([s[k] for s in samples]),
+                                        dtype=np.float32 if k == "data" else np.int16) for k in ("data", "seg")}
+
+    def _make_one(self, epoch: int, index: int, sample: int, force: bool) -> Batch:
+        seq = np.random.SeedSequence([self.spec.seed, self.spec.stream, epoch, index, sample])
         patch_seed, aug_seed = seq.spawn(2)
-        batch = self.sampler.sample(np.random.default_rng(patch_seed))
+        sample = self.sampler.sample_one(np.random.default_rng(patch_seed), force)
+        batch = {k: np.array(v[None]) for k, v in sample.items()}  # a copy: transforms work in place
         if self.cascade is not None:  # the previous stage moves with the label (extra seg channel)
             batch["seg"] = np.concatenate([batch["seg"], batch.pop("prev")], axis=1)
-        saved = np.random.get_state()
+        saved, saved_py = np.random.get_state(), random.getstate()
         np.random.seed(aug_seed.generate_state(1)[0])
+        random.seed(int(aug_seed.generate_state(1)[0]))  # batchgenerators also draws from `random`
         try:
             if self.transforms is not None:
                 batch = self.transforms(**batch)
@@ -70,8 +87,8 @@ class BatchMaker:
                 batch = self.cascade(data=batch["data"], seg=seg[:, :1], prev=seg[:, 1:])
         finally:
             np.random.set_state(saved)
-        return {"data": np.ascontiguousarray(batch["data"], dtype=np.float32),
-                "seg": np.ascontiguousarray(batch["seg"], dtype=np.int16)}
+            random.setstate(saved_py)
+        return batch
 
 
 _WORKER: BatchMaker | None = None

@@ -2,7 +2,9 @@
 
 Rules (reference data loader, re-derived):
 - cases are drawn uniformly with replacement;
-- in a batch of ``bs`` the last ``max(1, round(bs * 0.33))`` samples are foreground-forced: a random
+- in a batch of ``bs`` the last ``max(1, round(bs * 0.33))`` samples are foreground-forced (``bs`` is
+  the *global* batch under data-parallel training: each rank draws its slice of the global sample
+  indices, so the rule holds for the global batch, see loader.py): a random
   foreground class that has stored locations in ``properties["class_locations"]`` is chosen, then
   a random stored voxel of it, and the patch is centred there (clipped to the allowed range);
   a case without any foreground falls back to a random patch;
@@ -33,6 +35,16 @@ def num_forced(batch_size: int, fraction: float = OVERSAMPLE_FOREGROUND) -> int:
     if fraction <= 0:
         return 0
     return max(1, round(batch_size * fraction))
+
+
+def shard_indices(batch_size: int, rank: int, world_size: int) -> range:
+    """The global sample indices rank ``rank`` of ``world_size`` draws: contiguous, sizes differing by
+    at most one (the first ``batch_size % world_size`` ranks take one more)."""
+    if not 0 <= rank < world_size or batch_size < world_size:
+        raise ValueError(f"cannot split a batch of {batch_size} over {world_size} ranks (rank {rank})")
+    base, extra = divmod(batch_size, world_size)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (rank < extra))
 
 
 def bbox_bounds(shape: tuple[int, ...], final: tuple[int, ...], sample: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -104,22 +116,23 @@ class PatchSampler:
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """One batch: ``data`` (b, c, *sample), ``seg`` (b, 1, *sample) int16 channel indices,
         plus ``prev`` (b, 1, *sample) previous-stage labels for the cascade."""
+        n_forced = num_forced(self.spec.batch_size, self.spec.oversample)
+        samples = [self.sample_one(rng, j >= self.spec.batch_size - n_forced) for j in range(self.spec.batch_size)]
+        return {k: np.stack([s[k] for s in samples]) for k in samples[0]}
+
+    def sample_one(self, rng: np.random.Generator, force: bool) -> dict[str, np.ndarray]:
+        """One sample (no batch axis): a uniformly drawn case, foreground-centred when ``force``."""
         s = self.spec
-        n_forced = num_forced(s.batch_size, s.oversample)
-        cases = rng.choice(len(s.case_ids), size=s.batch_size, replace=True)
-        out: dict[str, list[np.ndarray]] = {"data": [], "seg": [], "prev": []}
-        for j, idx in enumerate(cases):
-            case_id = s.case_ids[int(idx)]
-            data, seg, props = self._case(case_id)
-            force = j >= s.batch_size - n_forced
-            arrays = [data, seg] + ([self._prev(case_id)] if s.cascade_folder else [])
-            arrays = self._draw(arrays, props, force, rng)
-            out["data"].append(arrays[0].astype(np.float32, copy=False))
-            seg_patch = arrays[1].astype(np.int16, copy=False)
-            out["seg"].append(self._lut[seg_patch] if self._lut is not None else seg_patch)
-            if s.cascade_folder:
-                out["prev"].append(arrays[2].astype(np.int16, copy=False))
-        return {k: np.stack(v) for k, v in out.items() if v}
+        case_id = s.case_ids[int(rng.integers(len(s.case_ids)))]
+        data, seg, props = self._case(case_id)
+        arrays = [data, seg] + ([self._prev(case_id)] if s.cascade_folder else [])
+        arrays = self._draw(arrays, props, force, rng)
+        seg_patch = arrays[1].astype(np.int16, copy=False)
+        out = {"data": arrays[0].astype(np.float32, copy=False),
+               "seg": self._lut[seg_patch] if self._lut is not None else seg_patch}
+        if s.cascade_folder:
+            out["prev"] = arrays[2].astype(np.int16, copy=False)
+        return out
 
     def _draw(self, arrays: list[np.ndarray], props: dict, force: bool, rng: np.random.Generator) -> list[np.ndarray]:
         s = self.spec

@@ -26,27 +26,31 @@ from toolkit.cli.options import dataset_argument, work_option
 @click.option("--resume", is_flag=True, help="Continue from the fold's checkpoint_latest.pt.")
 @click.option("--seed", type=int, default=None, help="Random seed (default 12345).")
 @click.option("--skip-validation", is_flag=True, help="Do not predict the validation cases at the end.")
+@click.option("--num-gpus", type=click.IntRange(min=1), default=None,
+              help="Data-parallel ranks (DDP; one GPU each, or N CPU processes with --device cpu). The batch "
+                   "size stays the global batch. Under torchrun the rank count comes from torchrun.")
 def train(dataset: Path, config: str, fold: int, work: Path | None, epochs: int | None,
           iters_per_epoch: int | None, val_iters: int | None, batch_size: int | None, num_workers: int | None,
           save_every: int | None, device: str | None, resume: bool, seed: int | None,
-          skip_validation: bool) -> None:
+          skip_validation: bool, num_gpus: int | None) -> None:
     """Train CONFIG on FOLD of DATASET's preprocessed data (method.md 1.2).
 
     Writes <WORK>/<dataset>/models/<config>/fold_<k>/ (checkpoints, training_log.txt, progress.png)
     and prints that folder on stdout when done. Ctrl-C saves the last completed epoch; --resume goes on.
     """
+    from toolkit.training.distributed import launch_training
     from toolkit.training.options import TrainerOptions
     from toolkit.training.setup import resolve_training
-    from toolkit.training.trainer import Trainer, stored_options
+    from toolkit.training.trainer import stored_options
 
     setup = resolve_training(dataset, work, config, fold)
     # resuming keeps the interrupted run's options unless one is given again explicitly
     base = stored_options(setup.fold_dir) if resume else TrainerOptions()
     options = base.with_changes(
         epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=val_iters, batch_size=batch_size,
-        num_workers=num_workers, save_every=save_every, device=device, seed=seed,
+        num_workers=num_workers, save_every=save_every, device=device, seed=seed, world_size=num_gpus,
     )
     if skip_validation:
         options = options.with_changes(final_validation=False)
-    fold_dir = Trainer(setup, options).run(resume=resume)
+    fold_dir = launch_training(setup, options, resume=resume)
     click.echo(str(fold_dir))

@@ -28,16 +28,17 @@ def _prepare_cascade(setup: TrainingSetup) -> str | None:
     return str(setup.cascade_folder)
 
 
-def make_loaders(setup: TrainingSetup, options: TrainerOptions, batch_size: int,
-                 num_workers: int) -> tuple[BatchLoader, BatchLoader]:
-    """(training loader, validation loader); validation gets half the workers."""
+def make_loaders(setup: TrainingSetup, options: TrainerOptions, batch_size: int, num_workers: int,
+                 rank: int = 0, world_size: int = 1) -> tuple[BatchLoader, BatchLoader]:
+    """(training loader, validation loader); validation gets half the workers. ``batch_size`` is the
+    global batch; under data-parallel training each rank's loaders draw its shard of it."""
     final = tuple(int(p) for p in setup.plan["patch_size"])
     cascade = _prepare_cascade(setup)
 
     def spec(cases: tuple[str, ...], size: tuple[int, ...], augment: bool, stream: int) -> BatchSpec:
         patches = PatchSpec(str(setup.preprocessed), cases, final, size, batch_size, setup.labels,
                             options.oversample_foreground, cascade)
-        return BatchSpec(patches, setup.num_classes, augment, options.seed, stream)
+        return BatchSpec(patches, setup.num_classes, augment, options.seed, stream, rank, world_size)
 
     train = BatchLoader(spec(setup.train_cases, sample_size(final), True, 0), num_workers)
     val = BatchLoader(spec(setup.val_cases, final, False, 1), num_workers // 2)

@@ -14,7 +14,7 @@ Also: per-class TP/FP/FN counts of the argmax, accumulated over validation patch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +35,10 @@ def one_hot(target: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.f
     return out.scatter_(1, target.long(), 1)
 
 
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, batch_dice: bool, smooth: float = SMOOTH) -> torch.Tensor:
-    """Negative mean soft Dice over the foreground classes; ``target`` is (b, 1, ...) labels."""
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, batch_dice: bool, smooth: float = SMOOTH,
+                   batch_sum: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Negative mean soft Dice over the foreground classes; ``target`` is (b, 1, ...) labels.
+    ``batch_sum`` (batch Dice only) sums the Dice terms over data-parallel ranks (global batch)."""
     probs = torch.softmax(logits.float(), dim=1)[:, 1:]
     with torch.no_grad():
         gt = one_hot(target, logits.shape[1])[:, 1:]
@@ -45,14 +47,17 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, batch_dice: bool,
         axes = (0, *axes)
     intersect = (probs * gt).sum(axes)
     denom = probs.sum(axes) + gt.sum(axes)
+    if batch_dice and batch_sum is not None:
+        intersect, denom = batch_sum(intersect), batch_sum(denom)
     dice = (2 * intersect + smooth) / torch.clip(denom + smooth, min=1e-8)
     return -dice.mean()
 
 
-def ce_dice_loss(logits: torch.Tensor, target: torch.Tensor, batch_dice: bool) -> torch.Tensor:
+def ce_dice_loss(logits: torch.Tensor, target: torch.Tensor, batch_dice: bool,
+                 batch_sum: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """CE + soft Dice, weight 1 each."""
     ce = F.cross_entropy(logits.float(), target[:, 0].long())
-    return ce + soft_dice_loss(logits, target, batch_dice)
+    return ce + soft_dice_loss(logits, target, batch_dice, batch_sum=batch_sum)
 
 
 def downsample_target(target: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
@@ -63,7 +68,8 @@ def downsample_target(target: torch.Tensor, shape: Sequence[int]) -> torch.Tenso
 
 
 def deep_supervision_loss(
-    outputs: Sequence[torch.Tensor] | torch.Tensor, target: torch.Tensor, weights: Sequence[float], batch_dice: bool
+    outputs: Sequence[torch.Tensor] | torch.Tensor, target: torch.Tensor, weights: Sequence[float], batch_dice: bool,
+    batch_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Weighted sum of CE + Dice over the heads (highest resolution first)."""
     if isinstance(outputs, torch.Tensor):
@@ -72,7 +78,7 @@ def deep_supervision_loss(
         raise ValueError(f"{len(outputs)} outputs but {len(weights)} deep-supervision weights")
     total = outputs[0].new_zeros((), dtype=torch.float32)
     for out, w in zip(outputs, weights, strict=True):
-        total = total + w * ce_dice_loss(out, downsample_target(target, out.shape[2:]), batch_dice)
+        total = total + w * ce_dice_loss(out, downsample_target(target, out.shape[2:]), batch_dice, batch_sum)
     return total
 
 

@@ -30,6 +30,7 @@ class TrainerOptions:
     batch_dice: bool | None = None  # None: toolkit.training.loss.default_batch_dice(plan)
     ema_momentum: float = 0.9  # EMA of the pseudo-Dice: ema = m * ema + (1 - m) * new
     final_validation: bool = True  # predict the fold's validation cases at the end
+    world_size: int = 1  # data-parallel ranks (one GPU each on CUDA); batch_size stays the global batch
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -10,6 +10,8 @@
   the current iteration and saves the state of the last *completed* epoch, so a resumed run repeats
   the interrupted epoch exactly: batches are a function of (seed, epoch, index), see loader.py).
 - ``checkpoint_final.pt`` at the end, then :func:`run_final_validation`.
+- Data-parallel (``options.world_size`` > 1, see distributed.py): each rank trains on its shard of
+  the global batch through DistributedDataParallel; only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ from toolkit.io.atomic import atomic_write_json
 from toolkit.network.architecture import UNetSpec
 from toolkit.network.unet import build_network
 from toolkit.training import checkpoint as ckpt
+from toolkit.training import distributed as dist
 from toolkit.training.loss import deep_supervision_loss, default_batch_dice, pseudo_dice, tp_fp_fn
 from toolkit.training.options import TrainerOptions, cpu_count, default_num_workers, poly_lr
 from toolkit.training.progress import empty_logs, epoch_line, plot_progress
+from toolkit.training.sampling import shard_indices
 from toolkit.training.setup import TrainingSetup
 
 LATEST, FINAL, LOG = "checkpoint_latest.pt", "checkpoint_final.pt", "training_log.txt"
@@ -46,10 +50,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(resolve(name))
 
 
-def configure_threads(device: torch.device, num_workers: int) -> None:
-    """CPU training: the step gets every core the workers leave; on an accelerator a few suffice."""
+def configure_threads(device: torch.device, num_workers: int, ranks: int = 1) -> None:
+    """CPU training: the step gets every core the workers leave (shared by the ranks on this machine);
+    on an accelerator a few suffice."""
     cpus = cpu_count()
-    torch.set_num_threads(max(1, cpus - num_workers) if device.type == "cpu" else max(1, min(4, cpus)))
+    cpu_threads = max(1, (cpus - num_workers * ranks) // ranks)
+    torch.set_num_threads(cpu_threads if device.type == "cpu" else max(1, min(4, cpus)))
 
 
 def run_final_validation(fold_dir: Path, log: Any = None) -> None:
@@ -74,19 +80,28 @@ def _stderr(line: str) -> None:
 class Trainer:
     """One (configuration, fold) training run; options are data (:class:`TrainerOptions`)."""
 
-    def __init__(self, setup: TrainingSetup, options: TrainerOptions) -> None:
-        self.setup, self.options = setup, options
+    def __init__(self, setup: TrainingSetup, options: TrainerOptions, ctx: dist.DistContext = dist.SINGLE) -> None:
+        self.setup, self.options, self.ctx = setup, options, ctx
         self.device = resolve_device(options.device)
         self.num_workers = (options.num_workers if options.num_workers is not None
                             else default_num_workers(self.device.type))
-        configure_threads(self.device, self.num_workers)
+        configure_threads(self.device, self.num_workers, ctx.world_size)
         plan = setup.plan
-        self.batch_size = int(options.batch_size or plan["batch_size"])
+        self.batch_size = int(options.batch_size or plan["batch_size"])  # the global batch
+        self.local_batch = len(shard_indices(self.batch_size, ctx.rank, ctx.world_size))
+        self.share = self.local_batch / self.batch_size  # this rank's weight in the global mean
         self.batch_dice = options.batch_dice if options.batch_dice is not None else default_batch_dice(plan)
         self.spec = UNetSpec.from_plan(plan, setup.in_channels, setup.num_classes)
         self.ds_weights = self.spec.deep_supervision_weights()
         _seed_everything(options.seed)
         self.network = build_network(self.spec).to(self.device)
+        self.model = self.network  # what runs forward: the DDP wrapper when data-parallel
+        if ctx.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.network, device_ids=ids)
+        self.batch_sum = dist.differentiable_sum if ctx.enabled and self.batch_dice else None
         self.optimizer = torch.optim.SGD(self.network.parameters(), lr=options.lr, momentum=options.momentum,
                                          weight_decay=options.weight_decay, nesterov=True)
         self.scaler = torch.amp.GradScaler("cuda") if self.device.type == "cuda" else None
@@ -133,26 +148,31 @@ class Trainer:
         data, target = self._to_device(batch)
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
-            loss = deep_supervision_loss(self.network(data), target, self.ds_weights, self.batch_dice)
+            loss = deep_supervision_loss(self.model(data), target, self.ds_weights, self.batch_dice, self.batch_sum)
+        # DDP averages gradients over ranks: scaled so the step follows the global-batch mean loss
+        scaled = loss * (self.share * self.ctx.world_size) if self.ctx.enabled else loss
         if self.scaler is not None:
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(scaled).backward()
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.options.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            loss.backward()
+            scaled.backward()
             torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.options.grad_clip)
             self.optimizer.step()
-        return float(loss.detach())
+        return dist.weighted_mean(float(loss.detach()), self.share, self.ctx, self.device)
 
     @torch.no_grad()
     def val_step(self, batch: dict[str, np.ndarray]) -> tuple[float, torch.Tensor]:
         data, target = self._to_device(batch)
         with self._autocast():
             outputs = self.network(data)
-            loss = deep_supervision_loss(outputs, target, self.ds_weights, self.batch_dice)
-        return float(loss), tp_fp_fn(outputs[0] if isinstance(outputs, list) else outputs, target)
+            loss = deep_supervision_loss(outputs, target, self.ds_weights, self.batch_dice, self.batch_sum)
+        counts = tp_fp_fn(outputs[0] if isinstance(outputs, list) else outputs, target)
+        if self.ctx.enabled:
+            counts = dist.all_reduce_sum(counts.to(self.device), self.ctx).cpu()
+        return dist.weighted_mean(float(loss), self.share, self.ctx, self.device), counts
 
     # ----------------------------------------------------------------- epochs
     def _run_epoch(self, train_loader, val_loader) -> bool:
@@ -165,7 +185,7 @@ class Trainer:
         losses = []
         for batch in train_loader.batches(self.epoch, o.iters_per_epoch):
             losses.append(self.train_step(batch))
-            if self._stop:
+            if self._should_stop():
                 return False
         self.network.eval()
         val_losses, counts = [], torch.zeros(3, self.setup.num_classes - 1, dtype=torch.float64)
@@ -173,7 +193,7 @@ class Trainer:
             loss, c = self.val_step(batch)
             val_losses.append(loss)
             counts += c
-            if self._stop:
+            if self._should_stop():
                 return False
         dice = pseudo_dice(counts)
         mean = float(np.mean(dice)) if dice else 0.0
@@ -186,15 +206,23 @@ class Trainer:
         self.epoch += 1
         return True
 
+    def _should_stop(self) -> bool:
+        """A stop request on any rank stops every rank after the same iteration."""
+        return dist.any_rank(self._stop, self.ctx, self.device)
+
     def _log(self, line: str) -> None:
+        if not self.ctx.is_main:
+            return
         _stderr(line)
         with open(self.fold_dir / LOG, "a") as fh:
             fh.write(line + "\n")
 
     def run(self, resume: bool = False) -> Path:
         """Train to ``options.epochs`` (continuing from checkpoint_latest.pt with ``resume``)."""
-        self.fold_dir.mkdir(parents=True, exist_ok=True)
-        self._write_model_metadata()
+        main = self.ctx.is_main
+        if main:
+            self.fold_dir.mkdir(parents=True, exist_ok=True)
+            self._write_model_metadata()
         if resume:
             self.load_state(ckpt.load_checkpoint(self.fold_dir / LATEST))
             self._log(f"resumed from {self.fold_dir / LATEST} at epoch {self.epoch}")
@@ -202,14 +230,18 @@ class Trainer:
         with self._loaders() as (train_loader, val_loader), self._signals():
             while self.epoch < self.options.epochs:
                 if not self._run_epoch(train_loader, val_loader):
-                    ckpt.save_checkpoint(self.fold_dir / LATEST, snapshot)
+                    if main:
+                        ckpt.save_checkpoint(self.fold_dir / LATEST, snapshot)
                     self._log(f"interrupted: saved the state after epoch {snapshot['epoch']} to {LATEST}")
                     raise KeyboardInterrupt
                 self._log(epoch_line(self.logs, self.epoch, self.options.epochs))
-                plot_progress(self.logs, self.fold_dir / "progress.png")
-                snapshot = ckpt.to_cpu(self.state())
-                if self.epoch % self.options.save_every == 0:
-                    ckpt.save_checkpoint(self.fold_dir / LATEST, snapshot)
+                snapshot = ckpt.to_cpu(self.state()) if main else snapshot
+                if main:
+                    plot_progress(self.logs, self.fold_dir / "progress.png")
+                    if self.epoch % self.options.save_every == 0:
+                        ckpt.save_checkpoint(self.fold_dir / LATEST, snapshot)
+        if not main:
+            return self.fold_dir
         ckpt.save_checkpoint(self.fold_dir / LATEST, snapshot)
         ckpt.save_checkpoint(self.fold_dir / FINAL, snapshot)
         if self.options.final_validation:
@@ -226,7 +258,8 @@ class Trainer:
     def _loaders(self) -> Iterator[tuple[Any, Any]]:
         from toolkit.training.data import make_loaders
 
-        train_loader, val_loader = make_loaders(self.setup, self.options, self.batch_size, self.num_workers)
+        train_loader, val_loader = make_loaders(self.setup, self.options, self.batch_size, self.num_workers,
+                                                self.ctx.rank, self.ctx.world_size)
         try:
             yield train_loader, val_loader
         finally:
@@ -241,7 +274,9 @@ class Trainer:
         if threading.current_thread() is not threading.main_thread():  # handlers only work there
             yield
             return
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        # SIGUSR2: what SLURM (submitit) sends before a time limit or preemption
+        signals = (signal.SIGINT, signal.SIGTERM, *([signal.SIGUSR2] if hasattr(signal, "SIGUSR2") else []))
+        previous = {s: signal.signal(s, handler) for s in signals}
         try:
             yield
         finally:

@@ -52,7 +52,7 @@ def test_run_selects_among_singles_and_ensemble(finished_run):
     names = {c["name"] for c in selection["candidates"]}
     assert names == {"2d", "3d_fullres", "2d+3d_fullres"}
     assert selection["winner"]["name"] in names
-    assert all(selection["folds"][c]["folds_present"] == [0, 1] for c in ("2d", "3d_fullres"))
+    assert all(selection["folds"][c]["present"] == [0, 1] for c in ("2d", "3d_fullres"))
     assert "selected:" in output and "CV mean fg Dice" in output
     for config in ("2d", "3d_fullres"):
         for k in (0, 1):

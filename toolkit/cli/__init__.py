@@ -48,6 +48,14 @@ class LazyGroup(click.Group):
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
 
+    def invoke(self, ctx: click.Context):
+        """User errors become one line on stderr and exit code 2, however the CLI is called."""
+        try:
+            return super().invoke(ctx)
+        except SegkitError as exc:
+            click.echo(f"segkit: error: {exc}", err=True)
+            ctx.exit(2)
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="segkit")

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "export": "toolkit.cli.bundle_cmds:export",
     "report": "toolkit.cli.bundle_cmds:report",
     "train": "toolkit.cli.train_cmds:train",
+    "status": "toolkit.cli.status_cmd:status",
 }
 
 

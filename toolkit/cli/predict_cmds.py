@@ -50,15 +50,21 @@ class GreedyOption(click.Option):
 @click.option("--save-probabilities", is_flag=True, help="Also write <case>.npz with the probabilities.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda[:N] or mps.")
 @click.option("--overwrite", is_flag=True, help="Predict cases whose output already exists again.")
+@click.option("--num-parts", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Split the sorted case list into this many parts (one per job) ...")
+@click.option("--part-id", type=click.IntRange(min=0), default=0, show_default=True,
+              help="... and predict part PART_ID only (cases PART_ID, PART_ID + NUM_PARTS, ...).")
 def predict(model: Path, in_dir: Path, out_dir: Path, folds: tuple[int, ...], config: str | None, no_tta: bool,
-            step: float, save_probabilities: bool, device: str, overwrite: bool) -> int:
+            step: float, save_probabilities: bool, device: str, overwrite: bool, num_parts: int, part_id: int) -> int:
     """Predict every case of IN_DIR with MODEL's folds (probabilities averaged) into OUT_DIR.
 
     MODEL is a model folder (one configuration) or a bundle from `segkit export` (the selected
     configurations, ensembled, with the selected postprocessing; its checksums are verified first).
     """
     from toolkit.bundle import is_bundle
-    from toolkit.inference.pipeline import predict_folder
+    from toolkit.inference.pipeline import predict_folder, shard
+
+    shard([], num_parts, part_id)  # a wrong --part-id is an error before any model is loaded
 
     if is_bundle(model):
         from toolkit.bundle.predictor import BundlePredictor
@@ -71,7 +77,8 @@ def predict(model: Path, in_dir: Path, out_dir: Path, folds: tuple[int, ...], co
         folder = model / config if config else model
         predictor = Predictor.from_model_folder(folder, list(folds) or None, device, not no_tta, step)
         n_channels = predictor.model.num_image_channels
-    report = predict_folder(predictor, in_dir, out_dir, n_channels, overwrite, save_probabilities)
+    report = predict_folder(predictor, in_dir, out_dir, n_channels, overwrite, save_probabilities,
+                            num_parts=num_parts, part_id=part_id)
     click.echo(f"predicted {len(report.predicted)}, skipped {len(report.skipped)} (already done), "
                f"failed {len(report.failed)} -> {out_dir}")
     if report.internal_errors:

@@ -27,18 +27,43 @@ from toolkit.cli.options import dataset_argument, work_option
               help="Worker processes for fingerprint, preprocessing and evaluation (default: CPUs, at most 8).")
 @click.option("--gpu-memory-gb", type=float, default=8.0, show_default=True, help="Planner's GPU memory budget.")
 @click.option("--no-select", is_flag=True, help="Stop after training (no model selection).")
+@click.option("--num-gpus", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel ranks per fold (local executor; on SLURM: --slurm-gpus-per-job).")
+@click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
+              help="local: everything in this process; slurm: one job per (configuration, fold) via submitit.")
+@click.option("--slurm-partition", default=None, help="sbatch --partition.")
+@click.option("--slurm-gpus-per-job", type=click.IntRange(min=0), default=1, show_default=True,
+              help="GPUs of each training job (its data-parallel ranks); 0 for CPU jobs.")
+@click.option("--slurm-time", default=None, help="sbatch --time of each job, e.g. 2-00:00:00 (default: the partition's).")
+@click.option("--slurm-cpus-per-job", type=click.IntRange(min=1), default=None, help="sbatch --cpus-per-task.")
+@click.option("--slurm-mem-gb", type=click.FloatRange(min=1), default=None, help="sbatch --mem of each job.")
+@click.option("--max-retries", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Resubmissions of a failed or preempted job (training resumes from its checkpoint).")
+@click.option("--poll-seconds", type=click.FloatRange(min=0.1), default=15.0, show_default=True,
+              help="How often the slurm executor checks its jobs.")
 def run(dataset: Path, work: Path | None, configs: tuple[str, ...], folds: tuple[int, ...], epochs: int | None,
         iters_per_epoch: int | None, val_iters: int | None, num_workers: int | None, device: str | None,
-        seed: int | None, jobs: int | None, gpu_memory_gb: float, no_select: bool) -> None:
+        seed: int | None, jobs: int | None, gpu_memory_gb: float, no_select: bool, num_gpus: int, executor: str,
+        slurm_partition: str | None, slurm_gpus_per_job: int, slurm_time: str | None,
+        slurm_cpus_per_job: int | None, slurm_mem_gb: float | None, max_retries: int,
+        poll_seconds: float) -> None:
     """Fingerprint -> plan -> preprocess -> train every configuration and fold -> select.
 
     Finished work is skipped and interrupted folds resume, so a killed run is continued by running
-    the same command again. Prints the summary table on stdout.
+    the same command again. Prints the summary table on stdout. With --executor slurm this process
+    submits the jobs and waits for them; `segkit status` shows where they are.
     """
     import os
 
     from toolkit.pipeline.run import RunOptions, format_summary, run_pipeline
 
     opts = RunOptions(list(configs), list(folds), epochs, iters_per_epoch, val_iters, num_workers, device, seed,
-                      jobs or min(8, os.cpu_count() or 1), gpu_memory_gb, not no_select)
+                      jobs or min(8, os.cpu_count() or 1), gpu_memory_gb, not no_select, num_gpus)
+    if executor == "slurm":
+        from toolkit.pipeline.cluster import SlurmOptions, run_on_cluster
+
+        slurm = SlurmOptions(slurm_partition, slurm_gpus_per_job, slurm_time, slurm_cpus_per_job, slurm_mem_gb,
+                             max_retries, poll_seconds)
+        click.echo(format_summary(run_on_cluster(dataset, work, opts, slurm)))
+        return
     click.echo(format_summary(run_pipeline(dataset, work, opts)))

@@ -78,6 +78,14 @@ def discover_inputs(in_dir: Path, num_channels: int) -> list[InputCase]:
     return [cases[k] for k in sorted(cases)]
 
 
+def shard(items: list, num_parts: int, part_id: int) -> list:
+    """Part ``part_id`` of ``num_parts`` of a sorted list: every ``num_parts``-th item from ``part_id``
+    (deterministic, sizes differ by at most one), so K jobs predict disjoint shards of one folder."""
+    if num_parts < 1 or not 0 <= part_id < num_parts:
+        raise SegkitError(f"--part-id must be in 0..{num_parts - 1} (got {part_id} with --num-parts {num_parts})")
+    return items[part_id::num_parts]
+
+
 def check_geometry(case: InputCase) -> None:
     """Header-only check that the channels are 2D/3D images on one grid; raises naming the case."""
     first = None
@@ -106,12 +114,13 @@ def _report_failure(report: PredictReport, case_id: str, exc: BaseException) -> 
 
 def predict_folder(predictor: CasePredictor, in_dir: str | Path, out_dir: str | Path, num_channels: int,
                    overwrite: bool = False, save_probabilities: bool = False, queue_size: int = 2,
-                   progress: bool = True) -> PredictReport:
-    """Predict every case of ``in_dir`` into ``out_dir`` (``<case><ending>`` and optional ``<case>.npz``)."""
+                   progress: bool = True, num_parts: int = 1, part_id: int = 0) -> PredictReport:
+    """Predict every case of ``in_dir`` (or its shard ``part_id`` of ``num_parts``, see :func:`shard`)
+    into ``out_dir`` (``<case><ending>`` and optional ``<case>.npz``)."""
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     report = PredictReport()
     todo: list[tuple[InputCase, Path]] = []
-    for case in discover_inputs(in_dir, num_channels):
+    for case in shard(discover_inputs(in_dir, num_channels), num_parts, part_id):
         out = out_dir / f"{case.id}{case.ending}"
         done = out.is_file() and (not save_probabilities or (out_dir / f"{case.id}.npz").is_file())
         if done and not overwrite:

@@ -27,6 +27,7 @@ from toolkit.pipeline.stages import (
     planned_configs,
     reference_labels,
 )
+from toolkit.pipeline.state import JobState, fold_finished, train_key
 from toolkit.workdir import WorkDir
 
 
@@ -43,6 +44,7 @@ class RunOptions:
     jobs: int = 1
     gpu_memory_gb: float = 8.0
     select: bool = True
+    num_gpus: int = 1  # data-parallel ranks per fold (toolkit.training.distributed)
 
 
 def _recipe(spec: DatasetSpec) -> dict[str, Any]:
@@ -74,23 +76,20 @@ def _trainer_options(opts: RunOptions, fold: int, recipe: dict[str, Any]):
         seed = TrainerOptions().seed + fold  # models on the same data differ by their seed
     return TrainerOptions().with_changes(epochs=opts.epochs, iters_per_epoch=opts.iters_per_epoch,
                                          val_iters=opts.val_iters, num_workers=opts.num_workers,
-                                         device=opts.device, seed=seed)
-
-
-def _fold_done(fold_dir: Path) -> bool:
-    return (fold_dir / "checkpoint_final.pt").is_file() and (fold_dir / "validation" / "summary.json").is_file()
+                                         device=opts.device, seed=seed, world_size=opts.num_gpus)
 
 
 def train_fold(spec: DatasetSpec, work: Path | None, config: str, fold: int, opts: RunOptions,
                recipe: dict[str, Any]) -> str:
     """Train (or resume, or finish the validation of) one fold; returns what was done."""
     from toolkit.inference.validation import predict_validation
+    from toolkit.training.distributed import launch_training
     from toolkit.training.setup import resolve_training
-    from toolkit.training.trainer import Trainer, stored_options
+    from toolkit.training.trainer import stored_options
 
     setup = resolve_training(spec.root, work, config, fold)
     fold_dir = setup.fold_dir
-    if _fold_done(fold_dir):
+    if fold_finished(fold_dir):
         return "done before"
     if (fold_dir / "checkpoint_final.pt").is_file():
         log(f"[train] {config} fold {fold}: trained; predicting its validation cases")
@@ -100,11 +99,11 @@ def train_fold(spec: DatasetSpec, work: Path | None, config: str, fold: int, opt
         _materialize_cascade(setup)
     resume = (fold_dir / "checkpoint_latest.pt").is_file()
     options = _trainer_options(opts, fold, recipe)
-    if resume:
-        options = stored_options(fold_dir)
+    if resume:  # the interrupted run's options; the rank count may change (batches are global)
+        options = stored_options(fold_dir).with_changes(world_size=opts.num_gpus)
     log(f"[train] {config} fold {fold}: {'resuming' if resume else 'starting'} ({options.epochs} epochs x "
         f"{options.iters_per_epoch} iterations)")
-    Trainer(setup, options.with_changes(final_validation=False)).run(resume=resume)
+    launch_training(setup, options.with_changes(final_validation=False), resume=resume)
     predict_validation(fold_dir, spec.root, device=opts.device)
     return "resumed" if resume else "trained"
 
@@ -119,8 +118,18 @@ def _materialize_cascade(setup) -> None:
     materialize_previous_stage(setup.cascade_folder, setup.work.root / "models" / prev, shapes)
 
 
-def run_pipeline(dataset: str | Path, work: str | Path | None, opts: RunOptions) -> dict[str, Any]:
-    """Run everything that is not finished yet; returns a summary (per fold status, selection)."""
+@dataclass
+class Prepared:
+    """Everything before training, done: what to train."""
+
+    configs: list[str]
+    folds: list[int]
+    num_splits: int
+    planned: list[str]
+
+
+def prepare_run(dataset: str | Path, work: str | Path | None, opts: RunOptions) -> Prepared:
+    """Verify, fingerprint, plan, preprocess and split (each skipped when done)."""
     from toolkit.dataset.verify import check_dataset
 
     spec = load_dataset(dataset)
@@ -129,27 +138,60 @@ def run_pipeline(dataset: str | Path, work: str | Path | None, opts: RunOptions)
         raise SegkitError(f"dataset has {len(report.problems)} problem(s), first: {report.problems[0]} "
                           "(run `segkit verify` for all)", spec.root)
     wd = WorkDir.for_dataset(work, spec.root)
-    recipe = _recipe(spec)
     fingerprint = ensure_fingerprint(spec, wd, opts.jobs)
     plans = ensure_plans(spec, wd, fingerprint, opts.gpu_memory_gb)
-    configs = _choose_configs(plans, opts, recipe)
+    configs = _choose_configs(plans, opts, _recipe(spec))
     ensure_preprocessed(spec, wd, plans, configs, opts.jobs)
     splits = ensure_splits(spec, wd)
     folds = opts.folds or list(range(len(splits)))
     bad = [f for f in folds if not 0 <= f < len(splits)]
     if bad:
         raise SegkitError(f"fold(s) {bad} do not exist (the splits have folds 0..{len(splits) - 1})", wd.splits)
-    status: dict[str, dict[int, str]] = {}
-    for config in configs:
-        status[config] = {f: train_fold(spec, work, config, f, opts, recipe) for f in folds}
-    selection = None
-    if opts.select:
-        from toolkit.selection.select import select
+    return Prepared(configs, folds, len(splits), planned_configs(plans))
 
-        if len(folds) < len(splits) or set(configs) != set(planned_configs(plans)):
-            log(f"[select] with what exists: configurations {', '.join(configs)}, folds {folds}")
-        selection = select(wd, reference_labels(spec), spec.raw, workers=opts.jobs)
+
+def run_training(dataset: str | Path, work: str | Path | None, config: str, fold: int, opts: RunOptions) -> str:
+    """One (configuration, fold): the unit of work a cluster job runs."""
+    spec = load_dataset(dataset)
+    return train_fold(spec, work, config, fold, opts, _recipe(spec))
+
+
+def select_models(dataset: str | Path, work: str | Path | None, opts: RunOptions, prep: Prepared) -> dict[str, Any]:
+    """Model selection over whatever was trained (says so when that is not everything)."""
+    from toolkit.selection.select import select
+
+    spec = load_dataset(dataset)
+    wd = WorkDir.for_dataset(work, spec.root)
+    if len(prep.folds) < prep.num_splits or set(prep.configs) != set(prep.planned):
+        log(f"[select] with what exists: configurations {', '.join(prep.configs)}, folds {prep.folds}")
+    return select(wd, reference_labels(spec), spec.raw, workers=opts.jobs)
+
+
+def run_pipeline(dataset: str | Path, work: str | Path | None, opts: RunOptions) -> dict[str, Any]:
+    """Run everything that is not finished yet, in this process; returns a summary (per fold status,
+    selection). Each fold's progress goes to the work directory's jobs.json (``segkit status``)."""
+    prep = prepare_run(dataset, work, opts)
+    wd = WorkDir.for_dataset(work, dataset)
+    state = JobState(wd)
+    state.executor = "local"
+    status: dict[str, dict[int, str]] = {}
+    for config in prep.configs:
+        status[config] = {}
+        for f in prep.folds:
+            key = train_key(config, f)
+            state.set(key, "running", job_id=None, attempts=state.get(key).get("attempts", 0) + 1)
+            try:
+                status[config][f] = run_training(dataset, work, config, f, opts)
+            except BaseException as exc:
+                state.set(key, "failed" if isinstance(exc, Exception) else "waiting", error=_one_line(exc))
+                raise
+            state.set(key, "finished")
+    selection = select_models(dataset, work, opts, prep) if opts.select else None
     return {"work": str(wd.root), "status": status, "selection": selection}
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
 def format_summary(result: dict[str, Any]) -> str:

@@ -1,0 +1,111 @@
+"""What each job of a ``segkit run`` is doing: a small JSON file in the work directory, plus the files.
+
+``<WORK>/<dataset>/jobs.json`` maps a job key (``prepare``, ``train/<config>/<fold>``, ``select``) to
+``{"status": waiting|running|failed|finished, "job_id", "attempts", "error", "updated"}``. Only the
+process that runs or submits the jobs writes it (atomically). ``segkit status`` reads it together with
+the model folders: a fold with ``checkpoint_final.pt`` and its validation summary is finished whatever
+the file says; the epoch reached comes from ``training_log.txt`` (no torch import).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from toolkit.io.atomic import atomic_write_json, read_json
+from toolkit.workdir import WorkDir
+
+STATUSES = ("waiting", "running", "failed", "finished")
+STATE_FILE = "jobs.json"
+
+
+def train_key(config: str, fold: int) -> str:
+    return f"train/{config}/{fold}"
+
+
+def parse_train_key(key: str) -> tuple[str, int] | None:
+    parts = key.split("/")
+    return (parts[1], int(parts[2])) if len(parts) == 3 and parts[0] == "train" else None
+
+
+class JobState:
+    """The state file of one work directory (read on creation, written on every change)."""
+
+    def __init__(self, wd: WorkDir) -> None:
+        self.path = wd.root / STATE_FILE
+        data = read_json(self.path) if self.path.is_file() else {}
+        self.executor: str | None = data.get("executor")
+        self.jobs: dict[str, dict[str, Any]] = data.get("jobs", {})
+
+    def get(self, key: str) -> dict[str, Any]:
+        return self.jobs.get(key, {"status": "waiting", "attempts": 0})
+
+    def set(self, key: str, status: str, **fields: Any) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown job status {status!r}")
+        entry = {**self.get(key), **fields, "status": status, "updated": time.time()}
+        if status == "finished":
+            entry.pop("error", None)
+        self.jobs[key] = entry
+        self.save()
+
+    def save(self) -> None:
+        atomic_write_json(self.path, {"executor": self.executor, "jobs": self.jobs})
+
+
+def fold_finished(fold_dir: Path) -> bool:
+    return (fold_dir / "checkpoint_final.pt").is_file() and (fold_dir / "validation" / "summary.json").is_file()
+
+
+def last_epoch(fold_dir: Path) -> str | None:
+    """``"k/n"`` of the last logged epoch, from training_log.txt."""
+    log = fold_dir / "training_log.txt"
+    if not log.is_file():
+        return None
+    found = re.findall(r"^epoch (\d+)/(\d+)", log.read_text(errors="replace"), flags=re.M)
+    return f"{found[-1][0]}/{found[-1][1]}" if found else None
+
+
+def status_rows(wd: WorkDir) -> list[dict[str, Any]]:
+    """One row per job the state file knows and per trained or training fold on disk."""
+    state = JobState(wd)
+    keys = list(state.jobs)
+    models = wd.root / "models"
+    if models.is_dir():
+        for fold_dir in sorted(models.glob("*/fold_*")):
+            key = train_key(fold_dir.parent.name, int(fold_dir.name.split("_")[1]))
+            if key not in keys:
+                keys.append(key)
+    rows = []
+    for key in keys:
+        entry, parsed = state.jobs.get(key), parse_train_key(key)
+        status = entry["status"] if entry else "waiting"
+        epoch = None
+        if parsed:
+            fold_dir = wd.model(*parsed)
+            epoch = last_epoch(fold_dir)
+            if fold_finished(fold_dir):
+                status = "finished"
+            elif entry is None and (fold_dir / "checkpoint_latest.pt").is_file():
+                status = "waiting"  # interrupted: the next run resumes it
+        if key == "select" and wd.selection.is_file():
+            status = "finished"
+        rows.append({"job": key, "status": status, "job_id": (entry or {}).get("job_id"), "epoch": epoch,
+                     "attempts": (entry or {}).get("attempts", 0), "error": (entry or {}).get("error")})
+    return rows
+
+
+def format_status(rows: list[dict[str, Any]], executor: str | None) -> str:
+    if not rows:
+        return "no jobs yet (run `segkit run` first)"
+    width = max(len(r["job"]) for r in rows)
+    lines = [f"executor: {executor or 'local'}",
+             f"{'job'.ljust(width)}  {'status':<9} {'job id':<10} {'epoch':<10} attempts"]
+    for r in rows:
+        lines.append(f"{r['job'].ljust(width)}  {r['status']:<9} {str(r['job_id'] or '-'):<10} "
+                     f"{r['epoch'] or '-':<10} {r['attempts']}" + (f"  ({r['error']})" if r["error"] else ""))
+    counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
+    lines.append(", ".join(f"{n} {s}" for s, n in counts.items()))
+    return "\n".join(lines)

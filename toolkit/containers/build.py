@@ -108,6 +108,14 @@ def build_project_wheel(dest: Path) -> Path:
     return made[-1]
 
 
+def readable_by_all(root: Path) -> None:
+    """Files 0644, folders 0755 below ``root``: atomic writes make 0600 files, which an image's
+    non-root user could not read (COPY and bind mounts keep the mode)."""
+    for p in [root, *root.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
 def docker_client():
     """A client for the engine at DOCKER_HOST; a clear error when there is none."""
     import docker

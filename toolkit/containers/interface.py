@@ -112,6 +112,8 @@ def read_inputs_json(input_dir: Path) -> list[dict[str, Any]]:
         raise SegkitError("inputs.json not found: the job's inputs are not described", path)
     try:
         entries = json.loads(path.read_text())
+    except OSError as exc:
+        raise SegkitError(f"inputs.json cannot be read ({exc.strerror})", path) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise SegkitError(f"inputs.json is not valid JSON ({exc})", path) from None
     if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("interface"), dict)

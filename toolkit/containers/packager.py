@@ -129,6 +129,7 @@ def package(opts: PackageOptions) -> dict[str, Any]:
         (ctx / "Dockerfile").write_text(build.render_dockerfile(
             opts.base_image, "toolkit.containers.entrypoint", not opts.weights_tarball, opts.mode == "invoke",
             labels=labels))
+        build.readable_by_all(ctx)
         report = {**_build_and_check(client, ctx, opts.tag, opts.mode), "python": base["python"],
                   "wheelhouse_bytes": sum(p.stat().st_size for p in (ctx / "wheels").glob("*.whl"))}
     finally:
@@ -178,6 +179,7 @@ def package_evaluation(challenge: str, tag: str, out: Path | None = None, base_i
         labels = build.labels_for(challenge, "none (evaluation)", "run", {"org.segkit.kind": "evaluation"})
         (ctx / "Dockerfile").write_text(build.render_dockerfile(
             base_image, "toolkit.containers.evaluation", False, False, "package-evaluation", labels))
+        build.readable_by_all(ctx)
         report = _build_and_check(client, ctx, tag, "run")
     finally:
         shutil.rmtree(ctx, ignore_errors=True)

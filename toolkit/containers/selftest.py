@@ -12,6 +12,7 @@ or a folder of canonical images ``<case>_<XXXX><ending>``, which are laid out as
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.containers.build import readable_by_all
 from toolkit.containers.interface import Interface, find_socket_image, gc_inputs_json, read_inputs_json
 from toolkit.containers.job import OUTPUT_NAME, stage_inputs
 from toolkit.errors import SegkitError
@@ -34,6 +36,7 @@ def _write_socket(images: list[Path], target: Path) -> None:
     import SimpleITK as sitk
 
     target.parent.mkdir(parents=True, exist_ok=True)
+    sitk.ProcessObject_SetGlobalWarningDisplay(False)  # NIfTI header items MetaImage has no place for
     parts = [sitk.ReadImage(str(p)) for p in images]
     sitk.WriteImage(parts[0] if len(parts) == 1 else sitk.Compose(parts), str(target), True)
 
@@ -45,10 +48,11 @@ def layout_jobs(test_input: Path, interface: Interface, dest: Path) -> list[tupl
     if not test_input.is_dir():
         raise SegkitError("test input folder not found", test_input)
     jobs = sorted(p for p in test_input.iterdir() if (p / "inputs.json").is_file())
-    if jobs:
-        return [(p.name, p) for p in jobs]
     out = []
-    for case in discover_inputs(test_input, interface.num_channels):
+    for p in jobs:  # copied, so that modes can be made readable for the image's user
+        shutil.copytree(p, dest / p.name, symlinks=False)
+        out.append((p.name, dest / p.name))
+    for case in [] if jobs else discover_inputs(test_input, interface.num_channels):
         if case.problem:
             raise SegkitError(case.problem, test_input)
         job = dest / case.id
@@ -57,6 +61,7 @@ def layout_jobs(test_input: Path, interface: Interface, dest: Path) -> list[tupl
             _write_socket([case.images[c] for c in chans], job / socket.relative_path / f"{case.id}.mha")
         atomic_write_json(job / "inputs.json", gc_inputs_json(interface))
         out.append((case.id, job))
+    readable_by_all(dest)
     return out
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from batchgenerators.transforms.abstract_transforms import Compose
-from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
 from training_helpers import synthetic_case
 
 from toolkit.preprocessing.storage import save_case
-from toolkit.training.augment import To2D, To3D, sample_size, spatial_plan, training_transforms
-from toolkit.training.cascade import PreviousStageToData, random_binary_operator, remove_random_component
+from toolkit.training.augment import Augmenter, sample_size, spatial_plan
+from toolkit.training.cascade import previous_stage_to_data, random_binary_operator, remove_random_component
 from toolkit.training.loader import BatchLoader, BatchSpec
 from toolkit.training.sampling import PatchSampler, PatchSpec, bbox_bounds, crop_with_pad, num_forced
+from toolkit.training.transforms import intensity
+from toolkit.training.transforms.intensity import mirror
+from toolkit.training.transforms.lowres import resize_down_up
+from toolkit.training.transforms.spatial import draw_matrix, rotation_matrix, spatial_transform
 
 
 @pytest.fixture(scope="module")
@@ -82,41 +84,189 @@ def test_spatial_rules():
     assert sample_size((10, 64, 64))[0] == 10  # dummy 2D: z is not enlarged
 
 
-def _spatial_only(final, force: bool) -> Compose:
-    steps = [t for t in training_transforms(final).transforms
-             if isinstance(t, SpatialTransform | MirrorTransform | To2D | To3D)]
-    for t in steps:
-        if isinstance(t, SpatialTransform) and force:
-            t.p_rot_per_sample = t.p_scale_per_sample = 1.0
-    return Compose(steps)
+def _random_boxes(rng, shape, n=4):
+    seg = np.zeros((1, *shape), np.int16)
+    for _ in range(n):
+        lo = [rng.integers(0, s - s // 3) for s in shape]
+        seg[(0, *[slice(a, a + s // 4 + 2) for a, s in zip(lo, shape, strict=True)])] = 1
+    return seg
 
 
 @pytest.mark.parametrize("final", [(24, 24, 24), (8, 32, 32), (32, 32)])
 def test_augmentation_keeps_image_and_label_aligned(final):
     """The label itself as the image: after rotation/scaling/mirroring both must still coincide."""
     rng = np.random.default_rng(3)
-    sample = sample_size(final)
-    seg = np.zeros((2, 1, *sample), np.int16)
-    for b in range(2):  # a few random boxes
-        for _ in range(4):
-            lo = [rng.integers(0, s - s // 3) for s in sample]
-            seg[(b, 0, *[slice(a, a + s // 4 + 2) for a, s in zip(lo, sample, strict=True)])] = 1
-    np.random.seed(0)
-    out = _spatial_only(final, force=True)(data=seg.astype(np.float32), seg=seg.copy())
-    assert out["data"].shape == (2, 1, *final) and out["seg"].shape == (2, 1, *final)
-    img, lab = out["data"] > 0.5, out["seg"] > 0
-    dice = 2 * (img & lab).sum() / (img.sum() + lab.sum())
-    assert lab.sum() > 0 and dice > 0.95
+    aug = Augmenter(final)
+    for _ in range(4):
+        seg = _random_boxes(rng, aug.sample)
+        scale = rng.uniform(0.7, 1.4)
+        matrix = scale * rotation_matrix(tuple(rng.uniform(-aug.plan.rotation, aug.plan.rotation, aug.num_angles))).T
+        data, lab = spatial_transform(seg.astype(np.float32), seg, matrix, aug.inplane)
+        data, lab = mirror(data, lab, rng, aug.plan.mirror_axes, 0.5)
+        assert data.shape == (1, *final) and lab.shape == (1, *final)
+        img, lab = data > 0.5, lab > 0
+        dice = 2 * (img & lab).sum() / (img.sum() + lab.sum())
+        assert lab.sum() > 0 and dice > 0.95
+
+
+def test_rotation_maps_a_known_point():
+    """Output voxel i samples A (i - c_P) + c_S: a dot at c_S + d lands at c_P + R d."""
+    sample, patch = (41, 41), (21, 21)
+    img = np.zeros((1, *sample), np.float32)
+    img[0, 20 + 6, 20] = 1.0  # 6 voxels down from the sample centre
+    out, _ = spatial_transform(img, np.zeros((1, *sample), np.int16), rotation_matrix((np.pi / 2,)).T, patch)
+    assert np.unravel_index(out[0].argmax(), patch) == (10, 10 + 6)  # R(90 deg) (6, 0) = (0, 6)
+    assert out[0].max() == pytest.approx(1.0, abs=1e-5)
+    rng = np.random.default_rng(0)
+    sample3, patch3 = (31, 33, 35), (15, 17, 19)
+    angles, scale, d = tuple(rng.uniform(-0.5, 0.5, 3)), 1.25, np.array([4.0, -3.0, 2.0])
+    img3 = np.zeros((1, *sample3), np.float32)
+    img3[(0, *(np.array([15, 16, 17]) + d).astype(int))] = 1.0
+    out3, _ = spatial_transform(img3, np.zeros((1, *sample3), np.int16),
+                                scale * rotation_matrix(angles).T, patch3)
+    expected = np.array([7, 8, 9]) + rotation_matrix(angles) @ d / scale
+    centroid = (np.argwhere(out3[0] > 0) * out3[0][out3[0] > 0][:, None]).sum(0) / out3[0].sum()
+    assert np.allclose(centroid, expected, atol=0.25)
+
+
+def test_identity_when_nothing_is_drawn(monkeypatch):
+    """All probabilities 0: the output is the centre crop of the sample, bit for bit; so is an
+    identity matrix (no rotation, scale 1) when the crop offset is whole."""
+    from toolkit.training import augment
+    from toolkit.training.transforms import spatial
+
+    for name in ("P_NOISE", "P_BLUR", "P_BRIGHTNESS", "P_CONTRAST", "P_LOWRES", "P_GAMMA", "P_GAMMA_INVERTED",
+                 "P_MIRROR"):
+        monkeypatch.setattr(augment, name, 0.0)
+    monkeypatch.setattr(spatial, "P_ROTATION", 0.0)
+    monkeypatch.setattr(spatial, "P_SCALE", 0.0)
+    rng = np.random.default_rng(0)
+    for final in ((24, 24, 24), (8, 32, 32), (32, 32)):
+        aug = Augmenter(final)
+        data = rng.normal(size=(2, *aug.sample)).astype(np.float32)
+        seg = rng.integers(0, 3, (1, *aug.sample)).astype(np.int16)
+        matrix = aug.draw_spatial(rng)
+        assert matrix is None
+        offset, size = aug.read_window(matrix)
+        box = (slice(None), *[slice(o, o + s) for o, s in zip(offset, size, strict=True)])
+        out, out_seg = aug(data, seg, matrix, rng)
+        assert np.array_equal(out, data[box]) and np.array_equal(out_seg, seg[box])
+    data = rng.normal(size=(1, 30, 34, 28)).astype(np.float32)
+    seg = rng.integers(0, 3, (1, 30, 34, 28)).astype(np.int16)
+    out, out_seg = spatial_transform(data, seg, np.eye(3), (20, 24, 18))
+    assert np.allclose(out, data[:, 5:25, 5:29, 5:23], atol=1e-5)
+    assert np.array_equal(out_seg, seg[:, 5:25, 5:29, 5:23])
+
+
+def _binomial_ok(hits: int, n: int, p: float) -> bool:
+    return abs(hits / n - p) <= 4.5 * np.sqrt(p * (1 - p) / n)
+
+
+def test_spatial_draws_match_method():
+    rng = np.random.default_rng(0)
+    n, rotated, scaled = 4000, 0, 0
+    for _ in range(n):
+        m = draw_matrix(rng, 3, np.pi / 6)
+        if m is None:
+            continue
+        sv = np.linalg.svd(m, compute_uv=False)
+        assert np.allclose(sv, sv[0]) and 0.7 <= sv[0] <= 1.4  # isotropic scale in U(0.7, 1.4)
+        scaled += not np.isclose(sv[0], 1.0)
+        rot = m / sv[0]
+        rotated += not np.allclose(rot, np.eye(3))
+        angle = np.arccos(np.clip((np.trace(rot) - 1) / 2, -1, 1))
+        assert angle <= np.sqrt(3) * np.pi / 6 + 1e-9  # three angles, each within 30 degrees
+    assert _binomial_ok(rotated, n, 0.2) and _binomial_ok(scaled, n, 0.2)
+
+
+def test_intensity_probabilities_match_method(monkeypatch):
+    """Record which steps run (per sample; blur and low-res per channel) over many draws."""
+    from toolkit.training import augment
+
+    calls: dict[str, int] = {}
+
+    def recorder(name, fn):
+        def wrapped(data, rng, *args, **kw):
+            calls[name] = calls.get(name, 0) + 1
+            return fn(data, rng, *args, **kw)
+        return wrapped
+
+    for name in ("gaussian_noise", "brightness", "contrast"):
+        monkeypatch.setattr(intensity, name, recorder(name, lambda d, *a, **k: d))
+    monkeypatch.setattr(intensity, "gamma", lambda d, rng, g, invert: calls.__setitem__(
+        f"gamma{invert}", calls.get(f"gamma{invert}", 0) + 1))
+    monkeypatch.setattr(intensity, "gaussian_filter", recorder("blurred channel", lambda d, s, order: d))
+    monkeypatch.setattr(augment, "simulate_low_resolution", recorder("lowres", intensity_lowres_counter(calls)))
+    aug = Augmenter((8, 8, 8))
+    rng = np.random.default_rng(1)
+    n, flips = 6000, np.zeros(3)
+    data, seg = np.zeros((2, 8, 8, 8), np.float32), np.zeros((1, 8, 8, 8), np.int16)
+    seg[0, 0, 0, 0] = 1
+    for _ in range(n):
+        _, out = aug(data, seg, None, rng)
+        flips += np.argwhere(out[0] == 1)[0] == 7  # where the corner voxel went: which axes flipped
+    expected = {"gaussian_noise": 0.15, "brightness": 0.15, "contrast": 0.15, "gammaFalse": 0.15,
+                "gammaTrue": 0.15, "lowres": 0.25}
+    for name, p in expected.items():
+        assert _binomial_ok(calls.get(name, 0), n, p), (name, calls.get(name, 0) / n)
+    # per channel (2 channels): blur 0.2 x 0.5 per channel, low-res 0.25 x 0.5 per channel
+    assert _binomial_ok(calls.get("blurred channel", 0), 2 * n, 0.2 * 0.5)
+    assert _binomial_ok(calls.get("lowres channel", 0), 2 * n, 0.25 * 0.5)
+    assert all(_binomial_ok(int(f), n, 0.5) for f in flips)
+
+
+def intensity_lowres_counter(calls):
+    from toolkit.training.transforms import lowres
+
+    def run(data, rng, zoom_range, p_per_channel, ignore_axes=()):
+        for _ in range(data.shape[0]):
+            if rng.uniform() < p_per_channel:
+                calls["lowres channel"] = calls.get("lowres channel", 0) + 1
+                assert zoom_range == (0.5, 1.0) and lowres.resize_down_up is not None
+        return data
+    return run
+
+
+def test_intensity_steps_keep_ranges_and_stats():
+    rng = np.random.default_rng(2)
+    data = rng.normal(3, 2, (3, 12, 12, 12)).astype(np.float32)
+    out = intensity.contrast(data.copy(), rng, (0.65, 1.5))
+    assert np.all(out.min(axis=(1, 2, 3)) >= data.min(axis=(1, 2, 3)) - 1e-5)
+    assert np.all(out.max(axis=(1, 2, 3)) <= data.max(axis=(1, 2, 3)) + 1e-5)
+    ratio = intensity.brightness(np.ones((50, 2, 2), np.float32), rng, (0.7, 1.3))[:, 0, 0]
+    assert ratio.min() >= 0.7 and ratio.max() <= 1.3 and len(np.unique(ratio)) == 50  # one factor per channel
+    for invert in (False, True):
+        g = intensity.gamma(data.copy(), rng, (0.7, 1.5), invert)
+        assert np.allclose(g.mean(axis=(1, 2, 3)), data.mean(axis=(1, 2, 3)), atol=1e-3)
+        assert np.allclose(g.std(axis=(1, 2, 3)), data.std(axis=(1, 2, 3)), rtol=1e-3)
+    small = resize_down_up(data[0], 0.5)
+    assert small.shape == data[0].shape and small.min() >= data[0].min() and small.max() <= data[0].max()
+    assert np.array_equal(resize_down_up(data[0], 1.0), data[0])
 
 
 def test_full_pipeline_shapes_and_labels():
     final = (24, 24, 24)
-    sample = sample_size(final)
-    np.random.seed(1)
-    data = np.random.randn(2, 1, *sample).astype(np.float32)
-    seg = np.random.randint(0, 3, (2, 1, *sample)).astype(np.int16)
-    out = training_transforms(final)(data=data, seg=seg)
-    assert out["data"].shape == (2, 1, *final) and set(np.unique(out["seg"])) <= {0, 1, 2}
+    aug = Augmenter(final)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        data = rng.normal(size=(1, *aug.sample)).astype(np.float32)
+        seg = rng.integers(0, 3, (1, *aug.sample)).astype(np.int16)
+        matrix = aug.draw_spatial(rng)
+        out, out_seg = aug(data, seg, matrix, rng)
+        assert out.shape == (1, *final) and out.dtype == np.float32 and np.isfinite(out).all()
+        assert out_seg.shape == (1, *final) and set(np.unique(out_seg)) <= {0, 1, 2}
+
+
+def test_window_read_equals_centre_crop_of_the_sample(store):
+    final = (16, 16, 16)
+    spec = _patch_spec(store, final, sample_size(final), 1)
+    sampler = PatchSampler(spec)
+    offset, size = Augmenter(final).read_window(None)
+    for force in (False, True):
+        full = sampler.sample_one(np.random.default_rng(5), force)
+        part = sampler.sample_one(np.random.default_rng(5), force, (offset, size))
+        box = (slice(None), *[slice(o, o + s) for o, s in zip(offset, size, strict=True)])
+        assert np.array_equal(part["data"], full["data"][box]) and np.array_equal(part["seg"], full["seg"][box])
 
 
 def _batches(store, workers: int, seed: int, cases=("c0", "c1", "c2", "c3"), **kw):
@@ -151,19 +301,29 @@ def test_cascade_binary_operator_and_component_removal():
 
 
 def test_previous_stage_becomes_one_hot_channels():
-    prev = np.zeros((2, 1, 12, 12, 12), np.int16)
-    prev[:, 0, 3:8, 3:8, 3:8] = 2
-    np.random.seed(0)
-    out = PreviousStageToData(3, augment=True)(data=np.zeros((2, 1, 12, 12, 12), np.float32), seg=prev, prev=prev)
-    assert out["data"].shape == (2, 4, 12, 12, 12) and "prev" not in out
-    assert np.allclose(out["data"][:, 1:].sum(1), 1.0)
-    plain = PreviousStageToData(3, augment=False)(data=np.zeros((2, 1, 12, 12, 12), np.float32), seg=prev, prev=prev)
-    assert np.array_equal(plain["data"][:, 3] > 0, prev[:, 0] == 2)
+    prev = np.zeros((1, 12, 12, 12), np.int16)
+    prev[0, 3:8, 3:8, 3:8] = 2
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        out = previous_stage_to_data(np.zeros((1, 12, 12, 12), np.float32), prev, 3, True, rng)
+        assert out.shape == (4, 12, 12, 12) and np.allclose(out[1:].sum(0), 1.0)
+    plain = previous_stage_to_data(np.zeros((1, 12, 12, 12), np.float32), prev, 3, False, rng)
+    assert np.array_equal(plain[3] > 0, prev[0] == 2)
 
 
-def test_cascade_loader_adds_previous_stage_channels(store, tmp_path):
+def test_cascade_loader_adds_previous_stage_channels(store, tmp_path, monkeypatch):
+    from toolkit.training import cascade
+    from toolkit.training.transforms import spatial
+
+    monkeypatch.setattr(spatial, "P_ROTATION", 1.0)  # every sample rotated (in-process loader)
+    monkeypatch.setattr(cascade, "P_BINARY_OPERATOR", 0.0)
+    monkeypatch.setattr(cascade, "P_REMOVE_COMPONENT", 0.0)
     for i in range(4):
         seg = np.load(store / f"c{i}_seg.npy")
         np.save(tmp_path / f"c{i}.npy", seg.astype(np.int8))  # the "previous stage" = the truth
     batches = _batches(store, 0, seed=1, cascade_folder=str(tmp_path))
-    assert batches[0]["data"].shape == (2, 1 + 3, 16, 16, 16)
+    assert batches[0]["data"].shape == (2, 1 + 3, 16, 16, 16) and batches[0]["seg"].shape == (2, 1, 16, 16, 16)
+    # the previous stage (here: the truth, uncorrupted) moved with the label through rotation and mirroring
+    for b in batches:
+        assert np.array_equal(b["data"][:, 1:].argmax(1), b["seg"][:, 0])
+        assert b["seg"].max() > 0

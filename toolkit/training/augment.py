@@ -1,10 +1,11 @@
-"""The augmentation pipeline of method.md 1.2, composed from batchgenerators transforms.
+"""The augmentation pipeline of method.md 1.2 on one sample, with an explicit random generator.
 
 Order: rotation+scaling (with the centre crop from the larger sample to the final patch),
 Gaussian noise, Gaussian blur, brightness, contrast, low-resolution simulation, gamma, gamma on
-inverted intensities, mirroring. The spatial step runs in 2D (in-plane, the z slices of the patch
-treated as extra channels) for the 2D U-Net and for 3D patches whose largest edge is >= 3x their
-smallest ("dummy 2D"); low-resolution simulation then leaves z alone, as the reference does.
+inverted intensities, mirroring. The spatial step runs in 2D (in-plane, slice by slice) for the 2D
+U-Net and for 3D patches whose largest edge is >= 3x their smallest ("dummy 2D"); low-resolution
+simulation then leaves z alone, as the reference does. The transforms live in
+``toolkit.training.transforms`` (spatial: torch grid_sample; see there for interpolation orders).
 
 Choices where method.md is silent (taken from the reference implementation, written down here):
 - a 2D patch counts as anisotropic (rotation U(-15, 15) instead of U(-180, 180)) when its longer
@@ -12,9 +13,10 @@ Choices where method.md is silent (taken from the reference implementation, writ
 - the sample size that the loader draws is the bounding box of the final patch rotated by the
   largest angle of the range (at most 90 degrees) about each axis, divided by 0.85 (the reference
   sizes for scale 0.85 while sampling scale factors down to 0.7);
-- labels are interpolated linearly per label (order 1), images with cubic splines, border 0.
-Random numbers come from numpy's global generator (batchgenerators' convention); the loader seeds
-it per batch, which makes every batch a pure function of (seed, epoch, batch index).
+- images are resampled linearly (as nnU-Net v2 does), labels per label linearly + arg-max, border 0;
+- blur is 3D also for dummy-2D patches (batchgenerators v1, which the reference used, does so).
+The spatial parameters are drawn first (:meth:`Augmenter.draw_spatial`) so that the loader can read
+just the final patch when no rotation/scaling is drawn (:meth:`Augmenter.read_window`).
 """
 
 from __future__ import annotations
@@ -22,20 +24,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from batchgenerators.augmentations.utils import rotate_coords_2d, rotate_coords_3d
-from batchgenerators.transforms.abstract_transforms import AbstractTransform, Compose
-from batchgenerators.transforms.color_transforms import (
-    BrightnessMultiplicativeTransform,
-    ContrastAugmentationTransform,
-    GammaTransform,
-)
-from batchgenerators.transforms.noise_transforms import GaussianBlurTransform, GaussianNoiseTransform
-from batchgenerators.transforms.resample_transforms import SimulateLowResolutionTransform
-from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
+
+from toolkit.training.transforms import intensity
+from toolkit.training.transforms.lowres import simulate_low_resolution
+from toolkit.training.transforms.spatial import crop_window, draw_matrix, rotation_matrix, spatial_transform
 
 ANISOTROPY_RATIO = 3.0
-SCALE_RANGE = (0.7, 1.4)
 SAMPLE_SCALE_MIN = 0.85
+# (probability per sample, parameters) of the intensity steps, method.md 1.2 steps 2-7
+P_NOISE, NOISE_STD = 0.15, (0.0, 0.1)
+P_BLUR, P_BLUR_CHANNEL, BLUR_SIGMA = 0.2, 0.5, (0.5, 1.5)
+P_BRIGHTNESS, BRIGHTNESS = 0.15, (0.7, 1.3)
+P_CONTRAST, CONTRAST = 0.15, (0.65, 1.5)
+P_LOWRES, P_LOWRES_CHANNEL, LOWRES_ZOOM = 0.25, 0.5, (0.5, 1.0)
+P_GAMMA, P_GAMMA_INVERTED, GAMMA = 0.15, 0.15, (0.7, 1.5)
+P_MIRROR = 0.5  # per axis, step 8
 
 
 @dataclass(frozen=True)
@@ -65,67 +68,57 @@ def sample_size(patch_size: tuple[int, ...]) -> tuple[int, ...]:
     rot = min(plan.rotation, np.pi / 2)
     coords = np.asarray(inplane, dtype=float)
     box = coords.copy()
-    if len(coords) == 3:
-        for angles in ((rot, 0, 0), (0, rot, 0), (0, 0, rot)):
-            box = np.maximum(box, np.abs(rotate_coords_3d(coords, *angles)))
-    else:
-        box = np.maximum(box, np.abs(rotate_coords_2d(coords, rot)))
+    angle_sets = ((rot, 0, 0), (0, rot, 0), (0, 0, rot)) if len(coords) == 3 else ((rot,),)
+    for angles in angle_sets:
+        box = np.maximum(box, np.abs(rotation_matrix(angles).T @ coords))
     box = (box / SAMPLE_SCALE_MIN).astype(int)
     size = tuple(int(max(b, p)) for b, p in zip(box, inplane, strict=True))
     return (int(patch_size[0]), *size) if plan.dummy_2d else size
 
 
-class To2D(AbstractTransform):
-    """(b, c, z, y, x) -> (b, c*z, y, x) for data and seg, so a 2D transform acts in-plane."""
+class Augmenter:
+    """The training augmentation for one final patch size (2 or 3 axes)."""
 
-    def __call__(self, **batch):
-        for key in ("data", "seg"):
-            a = batch[key]
-            batch[f"_{key}_shape"] = a.shape
-            batch[key] = a.reshape(a.shape[0], a.shape[1] * a.shape[2], *a.shape[3:])
-        return batch
+    def __init__(self, patch_size: tuple[int, ...], sample: tuple[int, ...] | None = None) -> None:
+        self.patch = tuple(int(p) for p in patch_size)
+        self.plan = spatial_plan(self.patch)
+        self.sample = tuple(int(s) for s in sample) if sample is not None else sample_size(self.patch)
+        self.inplane = self.patch[1:] if self.plan.dummy_2d else self.patch
+        self.num_angles = 3 if len(self.inplane) == 3 else 1
 
+    def draw_spatial(self, rng: np.random.Generator) -> np.ndarray | None:
+        """Rotation/scaling matrix of one sample, None for a plain centre crop (step 1's draws)."""
+        return draw_matrix(rng, self.num_angles, self.plan.rotation)
 
-class To3D(AbstractTransform):
-    """Inverse of :class:`To2D` (the in-plane size may have changed to the final patch)."""
+    def read_window(self, matrix: np.ndarray | None) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """(offset, size) within the sample box that the spatial step will use; None = all of it."""
+        if matrix is not None:
+            return None
+        return crop_window(self.sample, self.patch)
 
-    def __call__(self, **batch):
-        for key in ("data", "seg"):
-            b, c, z = batch.pop(f"_{key}_shape")[:3]
-            a = batch[key]
-            batch[key] = a.reshape(b, c, z, *a.shape[2:])
-        return batch
+    def __call__(self, data: np.ndarray, seg: np.ndarray, matrix: np.ndarray | None,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Augment one sample: ``data`` (c, *sample) float32 and ``seg`` (k, *sample), or the
+        already cropped final patch when ``matrix`` is None. Returns (c, *patch), (k, *patch)."""
+        if matrix is not None or data.shape[1:] != self.patch:
+            data, seg = spatial_transform(data, seg, matrix, self.inplane)
+        data = np.array(data, dtype=np.float32)  # own, writable copy: the steps below work in place
+        self._intensity(data, rng)
+        return intensity.mirror(data, seg, rng, self.plan.mirror_axes, P_MIRROR)
 
-
-def training_transforms(patch_size: tuple[int, ...]) -> Compose:
-    """The full training augmentation for a final patch size (2 or 3 axes)."""
-    plan = spatial_plan(patch_size)
-    rot = (-plan.rotation, plan.rotation)
-    no_rot = (0.0, 0.0)
-    three_d_rot = len(patch_size) == 3 and not plan.dummy_2d
-    spatial = SpatialTransform(
-        patch_size[1:] if plan.dummy_2d else patch_size,
-        patch_center_dist_from_border=None, do_elastic_deform=False,
-        do_rotation=True, angle_x=rot, angle_y=rot if three_d_rot else no_rot,
-        angle_z=rot if three_d_rot else no_rot, p_rot_per_axis=1,
-        do_scale=True, scale=SCALE_RANGE, border_mode_data="constant", border_cval_data=0, order_data=3,
-        border_mode_seg="constant", border_cval_seg=0, order_seg=1, random_crop=False,
-        p_el_per_sample=0, p_scale_per_sample=0.2, p_rot_per_sample=0.2,
-        independent_scale_for_each_axis=False,
-    )
-    steps: list[AbstractTransform] = [To2D(), spatial, To3D()] if plan.dummy_2d else [spatial]
-    steps += [
-        GaussianNoiseTransform(noise_variance=(0, 0.1), p_per_sample=0.15),
-        GaussianBlurTransform((0.5, 1.5), different_sigma_per_channel=True, p_per_sample=0.2, p_per_channel=0.5),
-        BrightnessMultiplicativeTransform(multiplier_range=(0.7, 1.3), p_per_sample=0.15),
-        ContrastAugmentationTransform(contrast_range=(0.65, 1.5), preserve_range=True, p_per_sample=0.15),
-        SimulateLowResolutionTransform(
-            zoom_range=(0.5, 1), per_channel=True, p_per_channel=0.5, order_downsample=0, order_upsample=3,
-            p_per_sample=0.25, ignore_axes=(0,) if plan.dummy_2d else None,
-        ),
-        GammaTransform((0.7, 1.5), invert_image=False, per_channel=True, retain_stats=True, p_per_sample=0.15),
-        GammaTransform((0.7, 1.5), invert_image=True, per_channel=True, retain_stats=True, p_per_sample=0.15),
-        MirrorTransform(plan.mirror_axes),
-    ]
-    return Compose(steps)
-
+    def _intensity(self, data: np.ndarray, rng: np.random.Generator) -> None:
+        if rng.uniform() < P_NOISE:
+            intensity.gaussian_noise(data, rng, NOISE_STD)
+        if rng.uniform() < P_BLUR:
+            intensity.gaussian_blur(data, rng, BLUR_SIGMA, P_BLUR_CHANNEL)
+        if rng.uniform() < P_BRIGHTNESS:
+            intensity.brightness(data, rng, BRIGHTNESS)
+        if rng.uniform() < P_CONTRAST:
+            intensity.contrast(data, rng, CONTRAST)
+        if rng.uniform() < P_LOWRES:
+            ignore = (0,) if self.plan.dummy_2d else ()
+            simulate_low_resolution(data, rng, LOWRES_ZOOM, P_LOWRES_CHANNEL, ignore)
+        if rng.uniform() < P_GAMMA:
+            intensity.gamma(data, rng, GAMMA, invert=False)
+        if rng.uniform() < P_GAMMA_INVERTED:
+            intensity.gamma(data, rng, GAMMA, invert=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from batchgenerators.transforms.abstract_transforms import AbstractTransform
 from scipy import ndimage
 
 from toolkit.errors import SegkitError
@@ -103,26 +102,16 @@ def remove_random_component(onehot: np.ndarray, rng: np.random.Generator) -> np.
     return out
 
 
-class PreviousStageToData(AbstractTransform):
-    """Turn ``prev`` labels into corrupted one-hot channels appended to ``data`` (cascade only)."""
-
-    def __init__(self, num_classes: int, augment: bool = True) -> None:
-        self.num_classes = num_classes
-        self.augment = augment
-
-    def __call__(self, **batch):
-        prev = batch.pop("prev")[:, 0].astype(np.int64)
-        onehot = (np.arange(self.num_classes).reshape(1, -1, *[1] * (prev.ndim - 1)) == prev[:, None])
-        onehot = onehot.astype(np.float32)
-        # numpy's global generator, seeded per batch by the loader (same convention as batchgenerators)
-        rng = np.random.default_rng(np.random.randint(2**31))
-        for b in range(onehot.shape[0]):
-            if not self.augment:
-                break
-            if rng.uniform() < P_BINARY_OPERATOR:
-                onehot[b] = random_binary_operator(onehot[b], rng)
-            if rng.uniform() < P_REMOVE_COMPONENT:
-                onehot[b] = remove_random_component(onehot[b], rng)
-            onehot[b, 0] = 1.0 - onehot[b, 1:].max(0)
-        batch["data"] = np.concatenate([batch["data"], onehot], axis=1)
-        return batch
+def previous_stage_to_data(data: np.ndarray, prev: np.ndarray, num_classes: int, augment: bool,
+                           rng: np.random.Generator) -> np.ndarray:
+    """Append the previous stage's labels ``prev`` (1, *spatial) of one sample to its ``data``
+    (c, *spatial) as ``num_classes`` one-hot channels, corrupted when ``augment`` (training)."""
+    labels = prev[0].astype(np.int64)
+    onehot = (np.arange(num_classes).reshape(-1, *[1] * labels.ndim) == labels[None]).astype(np.float32)
+    if augment:
+        if rng.uniform() < P_BINARY_OPERATOR:
+            onehot = random_binary_operator(onehot, rng)
+        if rng.uniform() < P_REMOVE_COMPONENT:
+            onehot = remove_random_component(onehot, rng)
+        onehot[0] = 1.0 - onehot[1:].max(0)
+    return np.concatenate([data, onehot], axis=0)

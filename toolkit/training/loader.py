@@ -1,9 +1,8 @@
 """Batches for training and validation: sampling + augmentation, in-process or in worker processes.
 
-Every sample is a pure function of ``(seed, stream, epoch, batch index, sample index)``: its random
-numbers come from a ``SeedSequence`` of those five values (patch choice) and numpy's global generator
-seeded from the same sequence (batchgenerators' transforms, applied per sample; they
-also draw from Python's ``random``, which is seeded likewise). So results do not
+Every sample is a pure function of ``(seed, stream, epoch, batch index, sample index)``: a
+``SeedSequence`` of those five values spawns two generators, one for the patch choice, one passed
+explicitly to every augmentation step (no global random state anywhere). So results do not
 depend on the number of workers or on their scheduling, a resumed run draws exactly the batches an
 uninterrupted run would have drawn, and under data-parallel training rank r of W draws the samples
 ``shard_indices(batch, r, W)`` of the same global batch a single process would draw (with the
@@ -11,7 +10,7 @@ foreground rule applied to the global sample index).
 
 Workers are a persistent ``spawn`` process pool (no fork of a process holding torch threads); each
 rebuilds the sampler from the picklable :class:`BatchSpec` once, keeps its memory maps open, and
-runs single-threaded numpy/scipy (the main process owns the cores for the training step). At most
+runs single-threaded numpy/scipy/torch (the main process owns the cores for the training step). At most
 ``prefetch`` batches are in flight, returned in order. ``num_workers=0`` computes batches in the
 main process, which is the faster choice when the step itself uses every core (2-core CPU training:
 see bench/loader_vs_nnunet.py).
@@ -22,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
-import random
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,16 +47,15 @@ class BatchSpec:
 
 
 class BatchMaker:
-    """Sampler + transforms of one process."""
+    """Sampler + augmentation of one process."""
 
     def __init__(self, spec: BatchSpec) -> None:
-        from toolkit.training.augment import training_transforms
-        from toolkit.training.cascade import PreviousStageToData
+        from toolkit.training.augment import Augmenter
 
         self.spec = spec
         self.sampler = PatchSampler(spec.patches)
-        self.transforms = training_transforms(spec.patches.final_size) if spec.augment else None
-        self.cascade = PreviousStageToData(spec.num_classes, spec.augment) if spec.patches.cascade_folder else None
+        p = spec.patches
+        self.augmenter = Augmenter(p.final_size, p.sample_size) if spec.augment else None
 
     def make(self, epoch: int, index: int) -> Batch:
         """This rank's samples of global batch ``index`` of ``epoch``, stacked."""
@@ -66,29 +63,28 @@ class BatchMaker:
         n_forced = num_forced(p.batch_size, p.oversample)
         samples = [self._make_one(epoch, index, j, j >= p.batch_size - n_forced)
                    for j in shard_indices(p.batch_size, self.spec.rank, self.spec.world_size)]
-        return {k: np.ascontiguousarray(np.concatenate([s[k] for s in samples]),
+        return {k: np.ascontiguousarray(np.stack([s[k] for s in samples]),
                                         dtype=np.float32 if k == "data" else np.int16) for k in ("data", "seg")}
 
     def _make_one(self, epoch: int, index: int, sample: int, force: bool) -> Batch:
         seq = np.random.SeedSequence([self.spec.seed, self.spec.stream, epoch, index, sample])
         patch_seed, aug_seed = seq.spawn(2)
-        sample = self.sampler.sample_one(np.random.default_rng(patch_seed), force)
-        batch = {k: np.array(v[None]) for k, v in sample.items()}  # a copy: transforms work in place
-        if self.cascade is not None:  # the previous stage moves with the label (extra seg channel)
-            batch["seg"] = np.concatenate([batch["seg"], batch.pop("prev")], axis=1)
-        saved, saved_py = np.random.get_state(), random.getstate()
-        np.random.seed(aug_seed.generate_state(1)[0])
-        random.seed(int(aug_seed.generate_state(1)[0]))  # batchgenerators also draws from `random`
-        try:
-            if self.transforms is not None:
-                batch = self.transforms(**batch)
-            if self.cascade is not None:
-                seg = batch["seg"]
-                batch = self.cascade(data=batch["data"], seg=seg[:, :1], prev=seg[:, 1:])
-        finally:
-            np.random.set_state(saved)
-            random.setstate(saved_py)
-        return batch
+        rng = np.random.default_rng(aug_seed)
+        aug = self.augmenter
+        matrix = aug.draw_spatial(rng) if aug is not None else None
+        window = aug.read_window(matrix) if aug is not None else None
+        drawn = self.sampler.sample_one(np.random.default_rng(patch_seed), force, window)
+        data, seg = drawn["data"], drawn["seg"]
+        if "prev" in drawn:  # the previous stage moves with the label (extra seg channel)
+            seg = np.concatenate([seg, drawn["prev"]], axis=0)
+        if aug is not None:
+            data, seg = aug(data, seg, matrix, rng)
+        if "prev" in drawn:
+            from toolkit.training.cascade import previous_stage_to_data
+
+            data = previous_stage_to_data(data, seg[1:], self.spec.num_classes, self.spec.augment, rng)
+            seg = seg[:1]
+        return {"data": data, "seg": seg}
 
 
 _WORKER: BatchMaker | None = None
@@ -96,6 +92,9 @@ _WORKER: BatchMaker | None = None
 
 def _init_worker(spec: BatchSpec) -> None:
     global _WORKER
+    import torch
+
+    torch.set_num_threads(1)  # the main process owns the cores for the training step
     _WORKER = BatchMaker(spec)
 
 

@@ -120,13 +120,15 @@ class PatchSampler:
         samples = [self.sample_one(rng, j >= self.spec.batch_size - n_forced) for j in range(self.spec.batch_size)]
         return {k: np.stack([s[k] for s in samples]) for k in samples[0]}
 
-    def sample_one(self, rng: np.random.Generator, force: bool) -> dict[str, np.ndarray]:
-        """One sample (no batch axis): a uniformly drawn case, foreground-centred when ``force``."""
+    def sample_one(self, rng: np.random.Generator, force: bool,
+                   window: tuple[tuple[int, ...], tuple[int, ...]] | None = None) -> dict[str, np.ndarray]:
+        """One sample (no batch axis): a uniformly drawn case, foreground-centred when ``force``.
+        ``window`` (offset, size) reads only that part of the sample box (same draws, less I/O)."""
         s = self.spec
         case_id = s.case_ids[int(rng.integers(len(s.case_ids)))]
         data, seg, props = self._case(case_id)
         arrays = [data, seg] + ([self._prev(case_id)] if s.cascade_folder else [])
-        arrays = self._draw(arrays, props, force, rng)
+        arrays = self._draw(arrays, props, force, rng, window)
         seg_patch = arrays[1].astype(np.int16, copy=False)
         out = {"data": arrays[0].astype(np.float32, copy=False),
                "seg": self._lut[seg_patch] if self._lut is not None else seg_patch}
@@ -134,7 +136,8 @@ class PatchSampler:
             out["prev"] = arrays[2].astype(np.int16, copy=False)
         return out
 
-    def _draw(self, arrays: list[np.ndarray], props: dict, force: bool, rng: np.random.Generator) -> list[np.ndarray]:
+    def _draw(self, arrays: list[np.ndarray], props: dict, force: bool, rng: np.random.Generator,
+              window: tuple[tuple[int, ...], tuple[int, ...]] | None) -> list[np.ndarray]:
         s = self.spec
         shape = arrays[0].shape[1:]
         loc = _foreground_location(props, s.labels, rng) if force else None
@@ -148,6 +151,8 @@ class PatchSampler:
         else:
             half = np.asarray(s.sample_size) // 2
             lower = np.minimum(np.maximum(lbs, np.asarray(loc) - half), ubs)
+        if window is not None:
+            return [crop_with_pad(a, lower + np.asarray(window[0]), window[1]) for a in arrays]
         return [crop_with_pad(a, lower, s.sample_size) for a in arrays]
 
 

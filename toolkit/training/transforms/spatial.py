@@ -1,0 +1,120 @@
+"""Rotation + scaling + centre crop in one resampling (method.md 1.2, step 1).
+
+Geometry (batchgenerators v1's ``augment_spatial``, which the previous loader used, kept exactly):
+an output voxel ``i`` of the final patch ``P`` samples the drawn (larger) sample ``S`` at
+``A @ (i - (P - 1) / 2) + (S - 1) / 2`` in voxel indices, with ``A = scale * R.T`` and
+``R = Rx @ Ry @ Rz`` (3D) or the in-plane rotation (2D). Without rotation and scaling the transform
+is a plain centre crop at ``(S - P) // 2`` and nothing is resampled (the loader then reads only that
+window from disk, see :func:`crop_window`).
+
+Interpolation: images are sampled linearly (``torch.nn.functional.grid_sample``, trilinear/bilinear,
+zeros outside). method.md is silent on the order; the reference implementation, nnU-Net v2
+(batchgeneratorsv2 ``SpatialTransform``, mode_image='bilinear'), also samples images linearly during
+augmentation (batchgenerators v1's cubic splines plus prefilter were the old loader's main cost).
+Labels are resampled as the
+reference does: each label's indicator linearly, then the arg-max over labels (ties, which need a
+sample point exactly between two labels, go to the lower label, as nnU-Net's ``resample_torch``
+'lowest'); the zero padding beyond the sample competes as one more label that becomes 0, so a
+sample point up to half a voxel past the edge keeps the edge voxel's label (batchgeneratorsv2's
+rule; v1 gave 0 to every point past the outermost voxel centre). Nearest-neighbour labels would
+be faster but make label boundaries jagged under scaling and misalign them with the linearly
+sampled image by up to half a voxel, so they are not used. The "dummy 2D" mode resamples every z slice in-plane.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+P_ROTATION = 0.2
+P_SCALE = 0.2
+SCALE_RANGE = (0.7, 1.4)
+
+
+def rotation_matrix(angles: tuple[float, ...]) -> np.ndarray:
+    """``Rx @ Ry @ Rz`` for three angles (radians), the 2D rotation for one."""
+    if len(angles) == 1:
+        c, s = np.cos(angles[0]), np.sin(angles[0])
+        return np.array([[c, -s], [s, c]])
+    (cx, cy, cz), (sx, sy, sz) = np.cos(angles), np.sin(angles)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rx @ ry @ rz
+
+
+def draw_scale(rng: np.random.Generator, low: float, high: float) -> float:
+    """Half the draws below 1, half above (batchgenerators v1's rule for scale, contrast and gamma)."""
+    if rng.uniform() < 0.5 and low < 1:
+        return float(rng.uniform(low, 1))
+    return float(rng.uniform(max(low, 1), high))
+
+
+def draw_matrix(rng: np.random.Generator, num_angles: int, max_angle: float) -> np.ndarray | None:
+    """The sampling matrix ``A`` (scale * R.T), or None when neither rotation nor scaling is drawn.
+    ``num_angles``: 3 rotates about every axis of a 3D patch, 1 rotates in-plane."""
+    do_rotation = rng.uniform() < P_ROTATION
+    do_scale = rng.uniform() < P_SCALE
+    if not (do_rotation or do_scale):
+        return None
+    angles = rng.uniform(-max_angle, max_angle, num_angles) if do_rotation else np.zeros(num_angles)
+    scale = draw_scale(rng, *SCALE_RANGE) if do_scale else 1.0
+    return scale * rotation_matrix(tuple(angles)).T
+
+
+def crop_window(sample: tuple[int, ...], patch: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(offset, size) of the centre crop of ``patch`` from ``sample`` (the un-resampled case)."""
+    return tuple((s - p) // 2 for s, p in zip(sample, patch, strict=True)), tuple(patch)
+
+
+def sampling_grid(matrix: np.ndarray, sample: tuple[int, ...], patch: tuple[int, ...]):
+    """grid_sample grid (1, *patch, d), align_corners=True, xyz order, that maps the final patch
+    into the sample: voxel offset ``o`` from the patch centre samples the normalised input coordinate
+    ``matrix @ o / ((S - 1) / 2)``. Built by broadcasting (torch's affine_grid and small matmuls
+    stall for tens of milliseconds when the cores are oversubscribed)."""
+    import torch
+
+    ndim = len(patch)
+    to_input = (2.0 / np.maximum(np.asarray(sample, dtype=float) - 1, 1))[:, None] * matrix
+    offsets = [(np.arange(p, dtype=np.float32) - (p - 1) / 2).reshape([-1 if a == j else 1 for a in range(ndim)])
+               for j, p in enumerate(patch)]
+    coords = [sum(np.float32(to_input[k, j]) * offsets[j] for j in range(ndim)) for k in reversed(range(ndim))]
+    return torch.from_numpy(np.stack(np.broadcast_arrays(*coords), axis=-1)[None])
+
+
+def _resample(values: np.ndarray, grid, ndim: int) -> np.ndarray:
+    """Linear resampling of (..., *spatial) float32 values: leading axes are channels."""
+    import torch
+    from torch.nn.functional import grid_sample
+
+    lead = values.shape[: values.ndim - ndim]
+    x = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).reshape(1, -1, *values.shape[-ndim:])
+    out = grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out.reshape(*lead, *out.shape[2:]).numpy()
+
+
+def _resample_labels(seg: np.ndarray, grid, ndim: int) -> np.ndarray:
+    """One label map (..., *spatial): linear indicators of the present labels, then arg-max."""
+    labels = np.flatnonzero(np.bincount(seg.ravel())) if seg.min() >= 0 else np.unique(seg)
+    onehot = (seg[None] == labels.reshape(-1, *[1] * seg.ndim)).astype(np.float32)
+    scores = _resample(onehot, grid, ndim)
+    out = labels[scores.argmax(0)].astype(seg.dtype)
+    outside = 1.0 - scores.sum(0)  # the zero padding's weight: the padding competes as label 0
+    out[outside > scores.max(0)] = 0
+    return out
+
+
+def spatial_transform(data: np.ndarray, seg: np.ndarray, matrix: np.ndarray | None,
+                      patch: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Resample ``data`` (c, *sample) and ``seg`` (k, *sample) to ``patch`` (the trailing
+    ``len(patch)`` axes; a leading z axis beyond them is resampled slice by slice: dummy 2D).
+    Each seg channel (the label, the cascade's previous stage) keeps its own label set."""
+    ndim = len(patch)
+    sample = data.shape[-ndim:]
+    if matrix is None:
+        offset, size = crop_window(tuple(sample), tuple(patch))
+        box = (Ellipsis, *[slice(o, o + s) for o, s in zip(offset, size, strict=True)])
+        return np.ascontiguousarray(data[box]), np.ascontiguousarray(seg[box])
+    grid = sampling_grid(matrix, tuple(sample), tuple(patch))
+    out_data = _resample(data, grid, ndim)
+    out_seg = np.stack([_resample_labels(seg[c], grid, ndim) for c in range(seg.shape[0])])
+    return out_data, out_seg

@@ -6,6 +6,7 @@
 #   containers/engine.sh base-image  build (once, cached) the test base image from debootstrap
 #   containers/engine.sh stop        stop the dockerd this script started, by its PID
 #   containers/engine.sh env         print the DOCKER_HOST line
+#   containers/engine.sh status      exit 0 if the dockerd this script starts is running
 #
 # State lives in $SEGKIT_ENGINE_DIR (default /var/tmp/segkit-engine): data-root (images are cached
 # between runs), the socket, dockerd.pid, dockerd.log and the cached root file system tarball.
@@ -108,5 +109,6 @@ case "${1:-}" in
     stop) stop ;;
     base-image) base_image ;;
     env) echo "export DOCKER_HOST=$DOCKER_HOST" ;;
-    *) echo "usage: $0 start|base-image|stop|env" >&2; exit 64 ;;
+    status) running ;;
+    *) echo "usage: $0 start|base-image|stop|env|status" >&2; exit 64 ;;
 esac

@@ -309,3 +309,25 @@ def test_evaluation_scores_jobs_like_grand_challenge(tmp_path):
     assert metrics["aggregates"]["foreground_mean"]["Dice"] == pytest.approx(2 / 3)
     (gt / "case7.mha").unlink()
     assert evaluation.main(args) == 2
+
+
+# -- command line -----------------------------------------------------------------------------------
+def _segkit(args: list[str], capsys) -> tuple[int, str]:
+    from toolkit.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    return int(exc.value.code), capsys.readouterr().err
+
+
+def test_package_without_engine_or_with_a_bad_interface_is_one_line(tiny_bundle, monkeypatch, capsys):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    code, err = _segkit(["package", str(tiny_bundle), "--challenge", "kits19", "-t", "x:1", "--device", "cpu"],
+                        capsys)
+    assert code == 2 and "no Docker engine reachable" in err and len(err.strip().splitlines()) == 1
+    code, err = _segkit(["package", str(tiny_bundle), "--challenge", "chaos", "-t", "x:1"], capsys)
+    assert code == 2 and "cannot be packaged" in err
+    code, err = _segkit(["package", str(tiny_bundle), "--challenge", "kits19", "-t", "Bad Tag"], capsys)
+    assert code == 2 and "invalid image tag" in err
+    code, err = _segkit(["package-evaluation", "--challenge", "decathlon", "-t", "x:1"], capsys)
+    assert code == 2 and "pass --dataset-json" in err

@@ -9,6 +9,7 @@ the end. Skipped, with the reason, only when no engine can be had (not root, no 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -27,7 +28,8 @@ from toolkit.containers.selftest import layout_jobs, run_container
 REPO = Path(__file__).resolve().parents[1]
 ENGINE = REPO / "containers" / "engine.sh"
 BASE = os.environ.get("SEGKIT_TEST_BASE_IMAGE", "segkit-test-base:bookworm")
-TAG = "segkit-test-phantom:engine"
+TAG = f"segkit-test-phantom:{os.getpid()}"  # private to this session: parallel runs share an engine
+EVAL_TAG = f"segkit-test-eval:{os.getpid()}"
 
 
 def _engine_answers() -> bool:
@@ -47,18 +49,24 @@ def engine():
 
     started = False
     if not (os.environ.get("DOCKER_HOST") and _engine_answers()):
+        # stop it at the end only if this session started it (another session may be using it)
+        started = subprocess.run([str(ENGINE), "status"], capture_output=True).returncode != 0
         proc = subprocess.run([str(ENGINE), "start"], capture_output=True, text=True)
         if proc.returncode != 0:
             pytest.skip("no Docker engine: containers/engine.sh start failed: "
                         + " | ".join(proc.stderr.strip().splitlines()[-3:]))
         os.environ["DOCKER_HOST"] = proc.stdout.strip().split("=", 1)[1]
-        started = True
+    client = None
     try:
         proc = subprocess.run([str(ENGINE), "base-image"], capture_output=True, text=True,
                               env={**os.environ, "SEGKIT_TEST_BASE_IMAGE": BASE})
         assert proc.returncode == 0, proc.stderr[-2000:]
-        yield docker.from_env(timeout=600)
+        client = docker.from_env(timeout=600)
+        yield client
     finally:
+        for tag in (TAG, EVAL_TAG):  # vfs keeps full copies: free the disk
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                client and client.images.remove(tag, force=True)
         if started:
             subprocess.run([str(ENGINE), "stop"], check=False)
             os.environ.pop("DOCKER_HOST", None)
@@ -182,7 +190,7 @@ def test_evaluation_image_scores_the_algorithm_outputs(packaged, engine, phantom
     """`segkit package-evaluation` image on grand-challenge's evaluation layout (outputs of the algorithm)."""
     from toolkit.containers.packager import package_evaluation
 
-    report = package_evaluation("kits19", "segkit-test-eval:engine", base_image=BASE,
+    report = package_evaluation("kits19", EVAL_TAG, base_image=BASE,
                                 dataset_json=phantom_dataset / "dataset.json")
     assert report["image_bytes"] < packaged["report"]["image_bytes"]  # no torch in it
     inp, gt = tmp_path / "input", tmp_path / "gt"
@@ -204,7 +212,7 @@ def test_evaluation_image_scores_the_algorithm_outputs(packaged, engine, phantom
     os.chmod(result, 0o777)
     start = time.perf_counter()
     logs = engine.containers.run(
-        "segkit-test-eval:engine", network_mode="none", remove=True, stderr=True,
+        EVAL_TAG, network_mode="none", remove=True, stderr=True,
         volumes={str(inp): {"bind": "/input", "mode": "ro"}, str(result): {"bind": "/output", "mode": "rw"},
                  str(gt): {"bind": "/opt/ml/input/data/ground_truth", "mode": "ro"}})
     assert time.perf_counter() - start < 600, logs

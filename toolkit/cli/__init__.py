@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "export": "toolkit.cli.bundle_cmds:export",
     "report": "toolkit.cli.bundle_cmds:report",
     "train": "toolkit.cli.train_cmds:train",
+    "package": "toolkit.cli.package_cmds:package",
+    "package-evaluation": "toolkit.cli.package_cmds:package_evaluation",
     "status": "toolkit.cli.status_cmd:status",
 }
 

@@ -80,6 +80,8 @@ class Augmenter:
     """The training augmentation for one final patch size (2 or 3 axes)."""
 
     def __init__(self, patch_size: tuple[int, ...], sample: tuple[int, ...] | None = None) -> None:
+        import torch  # noqa: F401  (the spatial step's; imported now, not seconds into the first rotated sample)
+
         self.patch = tuple(int(p) for p in patch_size)
         self.plan = spatial_plan(self.patch)
         self.sample = tuple(int(s) for s in sample) if sample is not None else sample_size(self.patch)

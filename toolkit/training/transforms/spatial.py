@@ -14,9 +14,10 @@ augmentation (batchgenerators v1's cubic splines plus prefilter were the old loa
 Labels are resampled as the
 reference does: each label's indicator linearly, then the arg-max over labels (ties, which need a
 sample point exactly between two labels, go to the lower label, as nnU-Net's ``resample_torch``
-'lowest'); the zero padding beyond the sample competes as one more label that becomes 0, so a
-sample point up to half a voxel past the edge keeps the edge voxel's label (batchgeneratorsv2's
-rule; v1 gave 0 to every point past the outermost voxel centre). Nearest-neighbour labels would
+'lowest'). Label 0 (background, also what the sampler and v1 pad with) is not resampled: its score
+is 1 minus the others', which inside the sample equals its interpolated indicator and beyond it adds
+the zero padding's weight; so a sample point up to half a voxel past the edge keeps the edge voxel's
+label (batchgeneratorsv2's rule; v1 gave 0 to every point past the outermost voxel centre). Nearest-neighbour labels would
 be faster but make label boundaries jagged under scaling and misalign them with the linearly
 sampled image by up to half a voxel, so they are not used. The "dummy 2D" mode resamples every z slice in-plane.
 """
@@ -92,29 +93,45 @@ def _resample(values: np.ndarray, grid, ndim: int) -> np.ndarray:
     return out.reshape(*lead, *out.shape[2:]).numpy()
 
 
-def _resample_labels(seg: np.ndarray, grid, ndim: int) -> np.ndarray:
-    """One label map (..., *spatial): linear indicators of the present labels, then arg-max."""
+def _present_labels(seg: np.ndarray) -> np.ndarray:
+    """The labels other than 0 in ``seg`` (label 0's indicator is implied, see below)."""
     labels = np.flatnonzero(np.bincount(seg.ravel())) if seg.min() >= 0 else np.unique(seg)
-    onehot = (seg[None] == labels.reshape(-1, *[1] * seg.ndim)).astype(np.float32)
-    scores = _resample(onehot, grid, ndim)
-    out = labels[scores.argmax(0)].astype(seg.dtype)
-    outside = 1.0 - scores.sum(0)  # the zero padding's weight: the padding competes as label 0
-    out[outside > scores.max(0)] = 0
-    return out
+    return labels[labels != 0]
+
+
+def _labels_from_scores(labels: np.ndarray, scores: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Arg-max over the resampled indicators (K, ...) of the labels other than 0, label 0 scoring
+    the rest: 1 - their sum, i.e. its own indicator plus the zero padding's weight."""
+    if len(labels) == 0:
+        return np.zeros(scores.shape[1:], dtype)
+    best = scores.argmax(0)
+    zero_wins = 1.0 - scores.sum(0) >= np.take_along_axis(scores, best[None], 0)[0]
+    return np.where(zero_wins, 0, labels[best]).astype(dtype)
 
 
 def spatial_transform(data: np.ndarray, seg: np.ndarray, matrix: np.ndarray | None,
                       patch: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Resample ``data`` (c, *sample) and ``seg`` (k, *sample) to ``patch`` (the trailing
     ``len(patch)`` axes; a leading z axis beyond them is resampled slice by slice: dummy 2D).
-    Each seg channel (the label, the cascade's previous stage) keeps its own label set."""
+    Each seg channel (the label, the cascade's previous stage) keeps its own label set. Image and
+    label indicators go through one grid_sample call (the interpolation weights are shared)."""
     ndim = len(patch)
     sample = data.shape[-ndim:]
     if matrix is None:
         offset, size = crop_window(tuple(sample), tuple(patch))
         box = (Ellipsis, *[slice(o, o + s) for o, s in zip(offset, size, strict=True)])
         return np.ascontiguousarray(data[box]), np.ascontiguousarray(seg[box])
-    grid = sampling_grid(matrix, tuple(sample), tuple(patch))
-    out_data = _resample(data, grid, ndim)
-    out_seg = np.stack([_resample_labels(seg[c], grid, ndim) for c in range(seg.shape[0])])
-    return out_data, out_seg
+    label_sets = [_present_labels(seg[c]) for c in range(seg.shape[0])]
+    stacked = np.empty((data.shape[0] + sum(map(len, label_sets)), *data.shape[1:]), np.float32)
+    stacked[: data.shape[0]] = data
+    start = data.shape[0]
+    for c, labels in enumerate(label_sets):
+        for k, label in enumerate(labels):
+            np.equal(seg[c], label, out=stacked[start + k], casting="unsafe")
+        start += len(labels)
+    out = _resample(stacked, sampling_grid(matrix, tuple(sample), tuple(patch)), ndim)
+    start, out_seg = data.shape[0], []
+    for labels in label_sets:
+        out_seg.append(_labels_from_scores(labels, out[start: start + len(labels)], seg.dtype))
+        start += len(labels)
+    return out[: data.shape[0]], np.stack(out_seg)

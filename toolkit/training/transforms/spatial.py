@@ -11,15 +11,16 @@ Interpolation: images are sampled linearly (``torch.nn.functional.grid_sample``,
 zeros outside). method.md is silent on the order; the reference implementation, nnU-Net v2
 (batchgeneratorsv2 ``SpatialTransform``, mode_image='bilinear'), also samples images linearly during
 augmentation (batchgenerators v1's cubic splines plus prefilter were the old loader's main cost).
-Labels are resampled as the
-reference does: each label's indicator linearly, then the arg-max over labels (ties, which need a
-sample point exactly between two labels, go to the lower label, as nnU-Net's ``resample_torch``
-'lowest'). Label 0 (background, also what the sampler and v1 pad with) is not resampled: its score
-is 1 minus the others', which inside the sample equals its interpolated indicator and beyond it adds
-the zero padding's weight; so a sample point up to half a voxel past the edge keeps the edge voxel's
-label (batchgeneratorsv2's rule; v1 gave 0 to every point past the outermost voxel centre). Nearest-neighbour labels would
-be faster but make label boundaries jagged under scaling and misalign them with the linearly
-sampled image by up to half a voxel, so they are not used. The "dummy 2D" mode resamples every z slice in-plane.
+Labels are resampled as both v1 (order 1) and v2 (mode_seg='bilinear') do: each label's indicator
+linearly, then the arg-max over labels; ties (a sample point exactly between two labels) go to the
+lower label, as nnU-Net's ``resample_torch`` 'lowest'. Label 0 (background, and what the sampler
+pads with) is not resampled: its score is 1 minus the others', which inside the sample equals its
+interpolated indicator (same labels as v1 there, checked voxel for voxel) and past the edge adds the
+zero padding's weight, so a point up to half a voxel past the edge keeps the edge voxel's label and
+beyond that becomes 0 (v1 gave 0 to every point past the outermost voxel centre). Nearest-neighbour
+labels would be faster but make label boundaries jagged under scaling and misalign them with the
+linearly sampled image by up to half a voxel, so they are not used. Image and indicators share one
+grid_sample call. The "dummy 2D" mode resamples every z slice in-plane.
 """
 
 from __future__ import annotations

@@ -69,7 +69,8 @@ def _wheelhouse(client, base_image: str, dest: Path, names: tuple[str, ...], dev
     if device == "cuda" and any("+cpu" in w for w in torch):
         raise SegkitError("--device cuda but pip found only a CPU build of torch; point pip at an index "
                           "with the CUDA build (e.g. --pip-arg=--index-url=https://pypi.org/simple)")
-    build.build_project_wheel(dest)
+    (dest.parent / "project").mkdir()
+    build.build_project_wheel(dest.parent / "project")
     return info
 
 

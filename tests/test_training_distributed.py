@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -89,6 +91,21 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, single_run):
     _assert_same_run(single_run, ddp)
     assert (fold / "progress.png").is_file()
     assert (fold / "training_log.txt").read_text().count("epoch ") == 3  # rank 0 only writes
+
+
+def test_torchrun_launch_equals_one_process(tmp_path, single_run):
+    root, work = make_work(tmp_path)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "toolkit.cli", "train",
+           str(root), "-c", "3d_fullres", "-f", "0", "--work", str(work), "--epochs", "3", "--iters-per-epoch", "3",
+           "--val-iters", "2", "--batch-size", "4", "--num-workers", "0", "--device", "cpu", "--seed", "5",
+           "--save-every", "10", "--skip-validation"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    fold = resolve_training(root, work, "3d_fullres", 0).fold_dir
+    assert done.stdout.split() == [str(fold)]  # rank 0 answers alone
+    ddp = _final(fold)
+    assert ddp["options"]["world_size"] == 2
+    _assert_same_run(single_run, ddp)
 
 
 def test_interrupted_single_run_resumes_on_two_ranks(tmp_path, single_run, monkeypatch):

@@ -38,7 +38,7 @@ def train(dataset: Path, config: str, fold: int, work: Path | None, epochs: int 
     Writes <WORK>/<dataset>/models/<config>/fold_<k>/ (checkpoints, training_log.txt, progress.png)
     and prints that folder on stdout when done. Ctrl-C saves the last completed epoch; --resume goes on.
     """
-    from toolkit.training.distributed import launch_training
+    from toolkit.training.distributed import context_from_env, launch_training
     from toolkit.training.options import TrainerOptions
     from toolkit.training.setup import resolve_training
     from toolkit.training.trainer import stored_options
@@ -53,4 +53,5 @@ def train(dataset: Path, config: str, fold: int, work: Path | None, epochs: int 
     if skip_validation:
         options = options.with_changes(final_validation=False)
     fold_dir = launch_training(setup, options, resume=resume)
-    click.echo(str(fold_dir))
+    if context_from_env() is None or context_from_env().is_main:  # under torchrun: rank 0 answers
+        click.echo(str(fold_dir))

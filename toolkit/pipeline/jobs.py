@@ -90,6 +90,8 @@ def run_graph(engine: Engine, state: JobState, jobs: list[Job], max_retries: int
             state.set(key, "waiting", error="a job it depends on failed")
         if walk.running:
             time.sleep(poll_s)
+        elif walk.waiting and not _submittable(walk):  # unknown dependency: a bug in the graph
+            raise RuntimeError(f"jobs {sorted(walk.waiting)} wait for jobs that are not in the graph")
     if walk.failed:
         first = next(iter(walk.failed.items()))
         raise SegkitError(f"{len(walk.failed)} job(s) did not finish; first: {first[0]}: {first[1]} "
@@ -102,6 +104,7 @@ def _adopt(engine: Engine, state: JobState, walk: _Walk, job: Job) -> None:
     if job.done is not None and job.done():
         state.set(job.key, "finished")
         del walk.waiting[job.key]
+        walk.results[job.key] = "done before"
         return
     entry = state.get(job.key)
     if entry["status"] == "running" and entry.get("job_id") and state.executor == engine.name:
@@ -113,8 +116,12 @@ def _adopt(engine: Engine, state: JobState, walk: _Walk, job: Job) -> None:
     state.set(job.key, "waiting", job_id=None)
 
 
+def _submittable(walk: _Walk) -> list[str]:
+    return [k for k, j in walk.waiting.items() if all(d in walk.results for d in j.deps)]
+
+
 def _submit_ready(engine: Engine, state: JobState, walk: _Walk) -> None:
-    for key in [k for k, j in walk.waiting.items() if all(d in walk.results for d in j.deps)]:
+    for key in _submittable(walk):
         job = walk.waiting.pop(key)
         handle = engine.submit(job)
         attempts = state.get(key).get("attempts", 0) + 1

@@ -24,7 +24,6 @@ gloo, "cuda" uses nccl with one GPU per rank (LOCAL_RANK).
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,12 +114,6 @@ def differentiable_sum(tensor: Any) -> Any:
 
 
 # ---------------------------------------------------------------- launch
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def check_world(world_size: int, batch_size: int, device: str) -> None:
     """User-facing checks before any process starts."""
     if world_size < 1:
@@ -148,30 +141,32 @@ def launch_training(setup: Any, options: Any, resume: bool = False) -> Path:
     check_world(world, int(options.batch_size or setup.plan["batch_size"]), options.device)
     if world == 1:
         return Trainer(setup, options).run(resume=resume)
+    import tempfile
+
     import torch.multiprocessing as tmp
 
-    port = free_port()
     errors = tmp.get_context("spawn").SimpleQueue()
-    try:
-        tmp.spawn(_spawned, args=(world, port, setup, options, resume, errors), nprocs=world, join=True)
-    except tmp.ProcessExitedException:
-        if not errors.empty():
-            message, path = errors.get()
-            raise SegkitError(message, path) from None
-        raise
+    with tempfile.TemporaryDirectory(prefix="segkit-ddp-") as rendezvous:  # a file store: no port to race for
+        init = f"file://{rendezvous}/store"
+        try:
+            tmp.spawn(_spawned, args=(world, init, setup, options, resume, errors), nprocs=world, join=True)
+        except tmp.ProcessExitedException:
+            if not errors.empty():
+                message, path = errors.get()
+                raise SegkitError(message, path) from None
+            raise
     return setup.fold_dir
 
 
-def _spawned(rank: int, world: int, port: int, setup: Any, options: Any, resume: bool, errors: Any) -> None:
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+def _spawned(rank: int, world: int, init: str, setup: Any, options: Any, resume: bool, errors: Any) -> None:
     try:
-        _run_rank(DistContext(rank, world, rank), setup, options, resume)
+        _run_rank(DistContext(rank, world, rank), setup, options, resume, init)
     except SegkitError as exc:  # one line for the user, from the parent process
         errors.put((exc.message, str(exc.path) if exc.path is not None else None))
         raise SystemExit(2) from None
 
 
-def _run_rank(ctx: DistContext, setup: Any, options: Any, resume: bool) -> Path:
+def _run_rank(ctx: DistContext, setup: Any, options: Any, resume: bool, init: str = "env://") -> Path:
     import torch
     import torch.distributed as dist
 
@@ -180,7 +175,8 @@ def _run_rank(ctx: DistContext, setup: Any, options: Any, resume: bool) -> Path:
     device = rank_device(options.device, ctx)
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))
-    dist.init_process_group(backend_for(device.split(":")[0]), rank=ctx.rank, world_size=ctx.world_size)
+    dist.init_process_group(backend_for(device.split(":")[0]), init_method=init, rank=ctx.rank,
+                            world_size=ctx.world_size)
     try:
         return Trainer(setup, options.with_changes(device=device), ctx).run(resume=resume)
     finally:

@@ -5,6 +5,15 @@ Rounds alternate segkit / nnunetv2 (A B A B ...), each timing ``--batches`` batc
 batch, for every worker count; prints medians and the ratio ours/peer (target >= 1.5x).
 Patch and batch size are the peer's 3d_fullres plan for both. Workers 0 means in-process for both
 (nnU-Net: nnUNet_n_proc_DA=0 gives its single-threaded augmenter).
+
+Measured (2-core CPU shared with other jobs, load average 3.5-5, so single rounds scatter by 2x;
+Hippocampus, 20 cases, patch [40, 56, 40], batch 2):
+- with the batchgenerators v1 pipeline (cubic map_coordinates): workers 0: 11.67 vs 20.66 batches/s, 0.56x;
+- with toolkit.training.transforms (grid_sample, separable low-res, explicit generators),
+  ``--batches 30 --rounds 5``: workers 0: segkit 103.49 vs nnunetv2 49.27 batches/s, 2.10x;
+  workers 2: 79.05 vs 38.12 batches/s, 2.07x. Earlier runs of the same code with ``--rounds 3``:
+  workers 0 3.24x and 2.12x, workers 2 1.86x and 1.47x (the peer's median moved 25 -> 43 batches/s
+  between runs: the machine's load, not the code).
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ class ACDC(Adapter):
 def read_info_cfg(path: Path) -> dict[str, int]:
     """``ED: 1`` / ``ES: 12`` lines of an ACDC Info.cfg -> {"ED": 1, "ES": 12}."""
     values = {}
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         key, _, value = line.partition(":")
         values[key.strip()] = value.strip()
     try:

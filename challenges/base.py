@@ -157,7 +157,7 @@ def load_config(name: str, overrides: dict[str, Any] | None = None) -> dict[str,
     """Read ``challenges/<name>.yaml`` (safe_load) and apply dotted-key overrides."""
     path = Path(__file__).with_name(f"{name}.yaml")
     try:
-        config = yaml.safe_load(path.read_text()) or {}
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise SegkitError(f"malformed YAML ({str(exc).splitlines()[0]})", path) from None
     return merge_config(config, overrides or {})

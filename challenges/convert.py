@@ -214,7 +214,7 @@ def _staging(out: Path, overwrite: bool, marker: str | None) -> Iterator[Path]:
     """
     tmp = out.parent / f".{out.name}.partial"
     stamp = tmp / ".segkit-source"
-    if tmp.exists() and (marker is None or not stamp.is_file() or stamp.read_text() != marker):
+    if tmp.exists() and (marker is None or not stamp.is_file() or stamp.read_text(encoding="utf-8") != marker):
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
     if marker is not None:

@@ -38,7 +38,7 @@ def ensure_installed() -> None:
         raise ClusterUnavailable("slurm-wlm/munge are not installed and there is no apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    done = subprocess.run(["apt-get", "install", "-y", "-qq", *PACKAGES], env=env, capture_output=True, text=True)
+    done = subprocess.run(["apt-get", "install", "-y", "-qq", *PACKAGES], env=env, capture_output=True, text=True, encoding="utf-8", errors="replace")
     if done.returncode != 0 or not all(_which(d) for d in DAEMONS):
         raise RuntimeError(f"apt-get install {' '.join(PACKAGES)} failed: {done.stderr[-2000:]}")
 
@@ -55,7 +55,7 @@ def _free_port() -> int:
 
 def _node_line(name: str) -> str:
     """The node as slurmd itself measures it (CPUs, RealMemory, ...)."""
-    out = subprocess.run([_which("slurmd"), "-C"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([_which("slurmd"), "-C"], capture_output=True, text=True, encoding="utf-8", errors="replace", check=True).stdout
     fields = out.splitlines()[0].split()
     keep = [f for f in fields[1:] if f.split("=")[0] in ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket",
                                                            "ThreadsPerCore", "RealMemory")]
@@ -141,7 +141,7 @@ class SlurmCluster:
         for p in self.procs:
             if p.poll() is not None:
                 raise RuntimeError(f"{p.args[0]} exited with {p.returncode}: {self._tail(p)}")
-        out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, env=self.env)
+        out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, encoding="utf-8", errors="replace", env=self.env)
         return out.returncode == 0 and out.stdout.strip() in ("idle", "mix", "alloc")
 
     def _tail(self, proc: subprocess.Popen) -> str:

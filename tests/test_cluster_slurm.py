@@ -73,7 +73,7 @@ def test_slurm_run_resubmits_a_cancelled_job_and_selects(slurm, tmp_path):
     cmd = _segkit("run", str(ds), "--work", str(work), "-c", "3d_fullres", *TINY, "--executor", "slurm",
                   "--slurm-gpus-per-job", "0", "--slurm-cpus-per-job", "1", "--poll-seconds", "1", env=env)
     with open(tmp_path / "run.log", "w") as log:
-        run = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+        run = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True, encoding="utf-8", errors="replace")
         try:
             cancelled = _cancel_first_training(wd / "jobs.json", env, run)
             out, _ = run.communicate(timeout=480)
@@ -100,6 +100,6 @@ def test_slurm_run_resubmits_a_cancelled_job_and_selects(slurm, tmp_path):
     assert len(list((wd / "cluster_jobs").glob("*/*_log.out"))) >= 4
 
     status = subprocess.run(_segkit("status", str(ds), "--work", str(work), env=env), env=env,
-                            capture_output=True, text=True, check=True).stdout
+                            capture_output=True, text=True, encoding="utf-8", errors="replace", check=True).stdout
     assert "executor: slurm" in status and "4 finished" in status and "0 failed" in status
     assert "train/3d_fullres/1" in status and "1/1" in status

@@ -51,14 +51,14 @@ def engine():
     if not (os.environ.get("DOCKER_HOST") and _engine_answers()):
         # stop it at the end only if this session started it (another session may be using it)
         started = subprocess.run([str(ENGINE), "status"], capture_output=True).returncode != 0
-        proc = subprocess.run([str(ENGINE), "start"], capture_output=True, text=True)
+        proc = subprocess.run([str(ENGINE), "start"], capture_output=True, text=True, encoding="utf-8", errors="replace")
         if proc.returncode != 0:
             pytest.skip("no Docker engine: containers/engine.sh start failed: "
                         + " | ".join(proc.stderr.strip().splitlines()[-3:]))
         os.environ["DOCKER_HOST"] = proc.stdout.strip().split("=", 1)[1]
     client = None
     try:
-        proc = subprocess.run([str(ENGINE), "base-image"], capture_output=True, text=True,
+        proc = subprocess.run([str(ENGINE), "base-image"], capture_output=True, text=True, encoding="utf-8", errors="replace",
                               env={**os.environ, "SEGKIT_TEST_BASE_IMAGE": BASE})
         assert proc.returncode == 0, proc.stderr[-2000:]
         client = docker.from_env(timeout=600)

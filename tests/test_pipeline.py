@@ -138,7 +138,7 @@ def test_run_resumes_after_kill(tmp_path):
             *TINY[:-2], "-j", "1", "--epochs", "3", "--no-select"]
     fold0 = work / ds.name / "models" / "3d_fullres" / "fold_0" / "validation" / "summary.json"
     fold1_log = work / ds.name / "models" / "3d_fullres" / "fold_1" / "training_log.txt"
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
@@ -153,7 +153,7 @@ def test_run_resumes_after_kill(tmp_path):
     stamp = fold0_ckpt.stat().st_mtime_ns
     assert (fold1_log.parent / "checkpoint_latest.pt").is_file()
     assert not (fold1_log.parent / "checkpoint_final.pt").exists()
-    again = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    again = subprocess.run(args, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=900)
     assert again.returncode == 0, again.stderr
     assert "0:done" in again.stdout and "1:resumed" in again.stdout
     assert fold0_ckpt.stat().st_mtime_ns == stamp

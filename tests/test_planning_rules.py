@@ -229,5 +229,5 @@ def test_planning_imports_no_torch():
 
     code = ("import sys; from toolkit.planning import plan_experiment; import toolkit.fingerprint.case; "
             "import toolkit.cli.plan_cmds; print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", errors="replace", check=True)
     assert out.stdout.strip() == "False"

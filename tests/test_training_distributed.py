@@ -99,7 +99,7 @@ def test_torchrun_launch_equals_one_process(tmp_path, single_run):
            str(root), "-c", "3d_fullres", "-f", "0", "--work", str(work), "--epochs", "3", "--iters-per-epoch", "3",
            "--val-iters", "2", "--batch-size", "4", "--num-workers", "0", "--device", "cpu", "--seed", "5",
            "--save-every", "10", "--skip-validation"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     fold = resolve_training(root, work, "3d_fullres", 0).fold_dir
     assert done.stdout.split() == [str(fold)]  # rank 0 answers alone

@@ -79,7 +79,7 @@ def test_bad_fold_and_config_are_one_line_errors(tmp_path):
     with pytest.raises(SegkitError, match="not in the plans"):
         resolve_training(root, work, "2d", 0)
     cmd = [sys.executable, "-c", "from toolkit.cli import main; main()", "train", str(root), "-c", "3d_fullres", "-f", "9", "--work", str(work)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    proc = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace", env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().startswith("segkit: error:") and len(proc.stderr.strip().splitlines()) == 1
 

@@ -20,7 +20,7 @@ def _adapter(challenge: str, options: tuple[str, ...], config: str | None):
     adapter = get_adapter(challenge)
     if config:
         try:
-            extra = yaml.safe_load(Path(config).read_text()) or {}
+            extra = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise SegkitError(f"cannot read YAML ({str(exc).splitlines()[0]})", config) from None
         if not isinstance(extra, dict):

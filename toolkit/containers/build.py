@@ -39,7 +39,7 @@ def render_dockerfile(base_image: str, module: str, copy_bundle: bool, expose: b
     if not base_image or any(c.isspace() for c in base_image):
         raise SegkitError(f"invalid base image name {base_image!r}")
     label_line = "LABEL " + " ".join(f"{k}={json.dumps(str(v))}" for k, v in sorted((labels or {}).items()))
-    return string.Template(TEMPLATE.read_text()).substitute(
+    return string.Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
         command=command, version=__version__, base_image=base_image, module=module,
         labels=label_line if labels else "# no labels",
         copy_bundle="COPY bundle /opt/segkit/bundle" if copy_bundle else "# weights: separate tarball -> /opt/ml/model",

@@ -155,7 +155,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        settings = json.loads(args.settings.read_text())
+        settings = json.loads(args.settings.read_text(encoding="utf-8"))
         mode = args.mode or settings.get("mode", "run")
         if mode == "invoke":
             serve(settings, args)

@@ -106,7 +106,7 @@ def evaluate(settings: dict[str, Any], input_dir: Path, gt_dir: Path, output_dir
     if not path.is_file():
         raise SegkitError("predictions.json not found", path)
     try:
-        jobs = json.loads(path.read_text())
+        jobs = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise SegkitError(f"predictions.json is not valid JSON ({exc})", path) from None
     names = {int(v): k for k, v in settings["labels"].items() if int(v) != 0}
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", type=Path, default=Path("/output"))
     args = p.parse_args(argv)
     try:
-        metrics = evaluate(json.loads(args.settings.read_text()), args.input, args.ground_truth, args.output)
+        metrics = evaluate(json.loads(args.settings.read_text(encoding="utf-8")), args.input, args.ground_truth, args.output)
     except SegkitError as exc:
         print(f"segkit: error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -111,7 +111,7 @@ def read_inputs_json(input_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise SegkitError("inputs.json not found: the job's inputs are not described", path)
     try:
-        entries = json.loads(path.read_text())
+        entries = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise SegkitError(f"inputs.json cannot be read ({exc.strerror})", path) from None
     except (ValueError, UnicodeDecodeError) as exc:

@@ -68,7 +68,7 @@ def _check_duplicate_keys(path: Path) -> list[str]:
         return dict(pairs)
 
     try:
-        json.loads(path.read_text(), object_pairs_hook=hook)
+        json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=hook)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return []
     return [_p(path, f"duplicate key {k!r} (duplicate case id?)") for k in sorted(set(dupes))]

@@ -42,7 +42,7 @@ def atomic_write_path(path: str | Path, suffix: str | None = None) -> Iterator[P
 def atomic_write_json(path: str | Path, data: Any, indent: int = 2) -> None:
     """Write ``data`` as pretty JSON, atomically."""
     with atomic_write_path(path, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(data, indent=indent, sort_keys=False) + "\n")
+        tmp.write_text(json.dumps(data, indent=indent, sort_keys=False) + "\n", encoding="utf-8")
 
 
 def read_json(path: str | Path) -> Any:
@@ -51,7 +51,7 @@ def read_json(path: str | Path) -> Any:
     if not path.is_file():
         raise SegkitError("file not found", path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise SegkitError(f"malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})", path) from None
     except UnicodeDecodeError:

@@ -74,7 +74,7 @@ def load_case(folder: Path, case_id: str, mmap: bool = True) -> tuple[np.ndarray
     """Load (data, seg or None, properties); ``mmap`` maps the arrays read-only so patch reads are cheap."""
     folder = Path(folder)
     mode = "r" if mmap else None
-    props = json.loads((folder / _PROPS.format(case_id)).read_text())
+    props = json.loads((folder / _PROPS.format(case_id)).read_text(encoding="utf-8"))
     data = np.load(folder / _DATA.format(case_id), mmap_mode=mode, allow_pickle=False)
     seg_path = folder / _SEG.format(case_id)
     seg = np.load(seg_path, mmap_mode=mode, allow_pickle=False) if seg_path.is_file() else None

@@ -159,5 +159,5 @@ def build_report(dataset: str | Path | None, work: str | Path | None, dataset_na
             f"<style>{_CSS}</style></head><body><h1>segkit report: {_e(wd.root.name)}</h1>{body}</body></html>")
     index = out / "index.html"
     with atomic_write_path(index, suffix=".html") as tmp:
-        tmp.write_text(page)
+        tmp.write_text(page, encoding="utf-8")
     return index

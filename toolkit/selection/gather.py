@@ -47,7 +47,7 @@ def planned_configs(work: WorkDir) -> list[str]:
     """Configurations named in plans.json (empty if there is no plans file)."""
     if not work.plans.is_file():
         return []
-    plans = json.loads(work.plans.read_text())
+    plans = json.loads(work.plans.read_text(encoding="utf-8"))
     return sorted(plans.get("configurations", {}), key=config_rank)
 
 

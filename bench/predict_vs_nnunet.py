@@ -11,12 +11,15 @@ x the number of windows x mirror passes over all cases.
 
     .venv/bin/python bench/predict_vs_nnunet.py [--cases 4] [--repeats 2]
 
-One run on the shared 2-core machine (load 3-7 from other work, so single runs vary up to 2x),
-4 cases of ~48x64x64 voxels, patch 48x64x64, features 32..320:
-  TTA on : segkit 23.4 s/case (runs 60.2, 126.9 s), nnunetv2 32.7 s/case (127.9, 133.5 s): 1.40x;
-           floor 22.8 s/case; peak RSS 711 MiB vs 6725 MiB
-  TTA off: segkit 4.34 s/case (15.0, 19.7 s),  nnunetv2 12.7 s/case (57.8, 43.7 s): 2.92x;
-           floor 3.10 s/case; peak RSS 706 MiB vs 6223 MiB
+Latest run, 2-core machine with nothing else running (2026-11-27), 4 cases of ~48x64x64 voxels,
+patch 48x64x64, features 32..320:
+  TTA on : segkit 3.39 s/case (runs 13.2, 13.9 s), nnunetv2 6.98 s/case (27.2, 28.6 s): 2.06x;
+           floor 3.05 s/case (segkit spends 90% of its time in the forward passes, nnunetv2 44%);
+           peak RSS 694 MiB vs 6218 MiB
+  TTA off: segkit 0.88 s/case (3.5, 3.6 s), nnunetv2 4.57 s/case (18.2, 18.4 s): 5.16x;
+           floor 0.36 s/case; peak RSS 701 MiB vs 6217 MiB
+An earlier run on the same machine while other work loaded it (load 3-7) gave 1.40x / 2.92x: on a
+loaded machine both sides slow down unevenly, so compare runs from a quiet machine.
 """
 
 from __future__ import annotations

@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+from phantom_helpers import tiny_phantom_two_folds
 from slurm_cluster import ClusterUnavailable, SlurmCluster
-
-from toolkit.phantom import make_phantom_dataset
 
 TINY = ["--epochs", "1", "--iters-per-epoch", "2", "--val-iters", "1", "--num-workers", "0", "--device", "cpu",
         "-j", "1"]
@@ -38,12 +37,6 @@ def slurm(tmp_path_factory):
     cluster.stop()
 
 
-def _dataset(root: Path, n_train: int = 6) -> Path:
-    ds = make_phantom_dataset(root, n_train=n_train, n_test=2, seed=3, extent_mm=(40.0, 48.0, 48.0))
-    (ds / "splits_final.json").write_text(json.dumps([
-        {"train": [f"phantom_{i:03d}" for i in range(n_train) if i % 2 != k],
-         "val": [f"phantom_{i:03d}" for i in range(n_train) if i % 2 == k]} for k in range(2)]))
-    return ds
 
 
 def _segkit(*args: str, env: dict) -> list[str]:
@@ -67,7 +60,7 @@ def _cancel_first_training(state_file: Path, env: dict, run: subprocess.Popen, t
 
 
 def test_slurm_run_resubmits_a_cancelled_job_and_selects(slurm, tmp_path):
-    ds, work = _dataset(tmp_path / "raw"), tmp_path / "work"
+    ds, work = tiny_phantom_two_folds(tmp_path / "raw"), tmp_path / "work"
     wd = work / ds.name
     env = slurm.env
     cmd = _segkit("run", str(ds), "--work", str(work), "-c", "3d_fullres", *TINY, "--executor", "slurm",

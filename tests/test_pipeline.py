@@ -13,33 +13,26 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from phantom_helpers import tiny_phantom_two_folds
 
 from toolkit.cli import cli
 from toolkit.io.images import read_image
-from toolkit.phantom import make_phantom_dataset
 
 TINY = ["--epochs", "1", "--iters-per-epoch", "2", "--val-iters", "1", "--num-workers", "0", "--device", "cpu",
         "-j", "1"]
 
 
-def _dataset(root: Path, n_train: int = 6) -> Path:
-    ds = make_phantom_dataset(root, n_train=n_train, n_test=2, seed=3, extent_mm=(40.0, 48.0, 48.0))
-    (ds / "splits_final.json").write_text(json.dumps([
-        {"train": [f"phantom_{i:03d}" for i in range(n_train) if i % 2 != k],
-         "val": [f"phantom_{i:03d}" for i in range(n_train) if i % 2 == k]} for k in range(2)]))
-    return ds
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """Both planned configurations (2d, 3d_fullres), two folds, selection."""
     root = tmp_path_factory.mktemp("run")
-    ds, work = _dataset(root / "raw"), root / "work"
+    ds, work = tiny_phantom_two_folds(root / "raw"), root / "work"
     result = CliRunner().invoke(cli, ["run", str(ds), "--work", str(work), *TINY])
     assert result.exit_code == 0, result.output
     return ds, work, result.output
@@ -133,7 +126,7 @@ def test_report_has_every_section(finished_run):
 
 def test_run_resumes_after_kill(tmp_path):
     """SIGTERM during fold 1 keeps fold 0; the second run skips it and finishes fold 1."""
-    ds, work = _dataset(tmp_path / "raw"), tmp_path / "work"
+    ds, work = tiny_phantom_two_folds(tmp_path / "raw"), tmp_path / "work"
     args = [sys.executable, "-m", "toolkit.cli", "run", str(ds), "--work", str(work), "-c", "3d_fullres",
             *TINY[:-2], "-j", "1", "--epochs", "3", "--no-select"]
     fold0 = work / ds.name / "models" / "3d_fullres" / "fold_0" / "validation" / "summary.json"

@@ -5,7 +5,6 @@ No torch is imported: planning is a pure function of the fingerprint (toolkit.pl
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +16,12 @@ from toolkit.errors import SegkitError
 def _write_fingerprint(dataset: Path, work: Path | None, jobs: int | None) -> tuple[Path, dict[str, Any]]:
     """Compute the fingerprint, write it and the dataset.json copy into the work dir."""
     from toolkit.dataset import load_dataset
-    from toolkit.fingerprint import compute_fingerprint, default_jobs
-    from toolkit.io.atomic import atomic_write_json, atomic_write_path
+    from toolkit.fingerprint import default_jobs
+    from toolkit.pipeline.stages import write_fingerprint
     from toolkit.workdir import WorkDir
 
-    spec = load_dataset(dataset)
     wd = WorkDir.for_dataset(work, dataset)
-    fp = compute_fingerprint(spec, jobs=jobs or default_jobs())
-    atomic_write_json(wd.fingerprint, fp)
-    with atomic_write_path(wd.dataset_json) as tmp:
-        shutil.copyfile(spec.root / "dataset.json", tmp)
-    return wd.fingerprint, fp
+    return wd.fingerprint, write_fingerprint(load_dataset(dataset), wd, jobs or default_jobs())
 
 
 @click.command()
@@ -70,7 +64,7 @@ def _spec_from_json(path: Path, n_cases: int):
 
 def _load_inputs(dataset, work, jobs, fp_path, ds_json):
     """Return (fingerprint, DatasetSpec, work dir or None) for either calling mode."""
-    from toolkit.dataset import discover_cases, load_dataset
+    from toolkit.dataset import load_dataset
     from toolkit.io.atomic import read_json
     from toolkit.planning import check_fingerprint
     from toolkit.workdir import WorkDir
@@ -83,16 +77,12 @@ def _load_inputs(dataset, work, jobs, fp_path, ds_json):
         fp = read_json(fp_path)
         check_fingerprint(fp, fp_path)
         return fp, _spec_from_json(ds_json, len(fp["spacings"])), None
+    from toolkit.fingerprint import default_jobs
+    from toolkit.pipeline.stages import ensure_fingerprint
+
     spec = load_dataset(dataset)
     wd = WorkDir.for_dataset(work, dataset)
-    fp = read_json(wd.fingerprint) if wd.fingerprint.is_file() else None
-    current = [c.id for c in discover_cases(spec, "Tr")]
-    if fp is not None and fp.get("case_identifiers", current) != current:
-        click.echo(f"{wd.fingerprint} was computed for other training cases: recomputing it", err=True)
-        fp = None
-    if fp is None:
-        click.echo(f"no up-to-date fingerprint in {wd.root}: computing it first", err=True)
-        _, fp = _write_fingerprint(dataset, work, jobs)
+    fp = ensure_fingerprint(spec, wd, jobs or default_jobs())  # (re)computed when missing or stale
     check_fingerprint(fp, wd.fingerprint)
     return fp, spec, wd
 

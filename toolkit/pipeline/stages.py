@@ -23,15 +23,20 @@ def log(message: str) -> None:
 
 def ensure_fingerprint(spec: DatasetSpec, wd: WorkDir, jobs: int) -> dict[str, Any]:
     """The fingerprint of the current training cases (recomputed if the case list changed)."""
-    from toolkit.fingerprint import compute_fingerprint
-
     current = [c.id for c in discover_cases(spec, "Tr")]
     if wd.fingerprint.is_file():
         fp = read_json(wd.fingerprint)
         if fp.get("case_identifiers", current) == current:
             return fp
         log(f"{wd.fingerprint} was computed for other training cases: recomputing it")
-    log(f"[fingerprint] {len(current)} cases")
+    log(f"[fingerprint] no up-to-date fingerprint in {wd.root}: computing it first ({len(current)} cases)")
+    return write_fingerprint(spec, wd, jobs)
+
+
+def write_fingerprint(spec: DatasetSpec, wd: WorkDir, jobs: int) -> dict[str, Any]:
+    """Compute the fingerprint; write it and the copy of dataset.json into the work dir."""
+    from toolkit.fingerprint import compute_fingerprint
+
     fp = compute_fingerprint(spec, jobs=jobs)
     atomic_write_json(wd.fingerprint, fp)
     with atomic_write_path(wd.dataset_json) as tmp:

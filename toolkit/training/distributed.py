@@ -23,6 +23,8 @@ gloo, "cuda" uses nccl with one GPU per rank (LOCAL_RANK).
 
 from __future__ import annotations
 
+import functools
+import gc
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,10 +109,35 @@ def any_rank(flag: bool, ctx: DistContext, device: Any) -> bool:
 
 
 def differentiable_sum(tensor: Any) -> Any:
-    """All-reduce (sum) that passes gradients back to every rank (batch Dice sums)."""
-    import torch.distributed.nn.functional as dist_nn
+    """All-reduce (sum) that passes gradients back to every rank (batch Dice sums).
 
-    return dist_nn.all_reduce(tensor)
+    y = sum_r x_r and every rank's loss depends on y, so dL/dx_r = sum_k dL_k/dy: the backward is
+    an all-reduce of the incoming gradient. Our own autograd function on the plain collective, not
+    ``torch.distributed.nn``'s (deprecated; its graph keeps the process group alive past
+    ``destroy_process_group`` and gloo then aborted a rank at exit: SIGABRT in CI).
+    """
+    return _all_reduce_sum_op().apply(tensor)
+
+
+@functools.cache
+def _all_reduce_sum_op() -> Any:  # built lazily: importing this module needs no torch
+    import torch
+    import torch.distributed as dist
+
+    class AllReduceSum(torch.autograd.Function):
+        @staticmethod
+        def forward(_ctx: Any, x: Any) -> Any:  # noqa: ANN401
+            out = x.detach().clone()
+            dist.all_reduce(out, op=dist.ReduceOp.SUM)
+            return out
+
+        @staticmethod
+        def backward(_ctx: Any, grad: Any) -> Any:  # noqa: ANN401
+            grad = grad.contiguous().clone()
+            dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+            return grad
+
+    return AllReduceSum
 
 
 # ---------------------------------------------------------------- launch
@@ -177,7 +204,15 @@ def _run_rank(ctx: DistContext, setup: Any, options: Any, resume: bool, init: st
         torch.cuda.set_device(torch.device(device))
     dist.init_process_group(backend_for(device.split(":")[0]), init_method=init, rank=ctx.rank,
                             world_size=ctx.world_size)
+    trainer = None
     try:
-        return Trainer(setup, options.with_changes(device=device), ctx).run(resume=resume)
+        trainer = Trainer(setup, options.with_changes(device=device), ctx)
+        fold_dir = trainer.run(resume=resume)
+        dist.barrier()  # leave together: no rank tears gloo down while rank 0 still writes and reduces
+        return fold_dir
     finally:
+        # The DDP reducer holds the group; freed before the group goes, not at interpreter exit
+        # (where gloo's threads were destroyed still joinable: SIGABRT on a rank).
+        del trainer
+        gc.collect()
         dist.destroy_process_group()

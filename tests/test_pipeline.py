@@ -151,3 +151,17 @@ def test_run_resumes_after_kill(tmp_path):
     assert "0:done" in again.stdout and "1:resumed" in again.stdout
     assert fold0_ckpt.stat().st_mtime_ns == stamp
     assert "resumed from" in fold1_log.read_text()
+
+
+def test_plain_train_command_ends_with_validation(tmp_path):
+    """`segkit train` without --skip-validation predicts the fold's validation cases against the raw labels."""
+    ds, work = tiny_phantom_two_folds(tmp_path / "raw"), tmp_path / "work"
+    runner = CliRunner()
+    for args in (["fingerprint"], ["plan"], ["preprocess", "-c", "3d_fullres", "-j", "1"]):
+        result = runner.invoke(cli, [args[0], str(ds), "--work", str(work), *args[1:]])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["train", str(ds), "-c", "3d_fullres", "-f", "1", "--work", str(work), *TINY[:-2]])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((work / ds.name / "models" / "3d_fullres" / "fold_1" / "validation" / "summary.json")
+                         .read_text(encoding="utf-8"))
+    assert sorted(c["case"] for c in summary["per_case"]) == ["phantom_001", "phantom_003", "phantom_005"]

@@ -58,14 +58,11 @@ def configure_threads(device: torch.device, num_workers: int, ranks: int = 1) ->
     torch.set_num_threads(cpu_threads if device.type == "cpu" else max(1, min(4, cpus)))
 
 
-def run_final_validation(fold_dir: Path, log: Any = None) -> None:
-    """Predict the fold's validation cases with full inference settings (inference engineer's code)."""
-    try:
-        from toolkit.inference.validation import predict_validation
-    except ImportError:
-        (log or _stderr)("final validation skipped: toolkit.inference.validation is not available")
-        return
-    predict_validation(fold_dir)
+def run_final_validation(fold_dir: Path, dataset_root: Path, device: str) -> None:
+    """Predict the fold's validation cases with full inference settings (method.md 1.4)."""
+    from toolkit.inference.validation import predict_validation
+
+    predict_validation(fold_dir, dataset_root, device=device)
 
 
 def stored_options(fold_dir: Path) -> TrainerOptions:
@@ -245,7 +242,7 @@ class Trainer:
         ckpt.save_checkpoint(self.fold_dir / LATEST, snapshot)
         ckpt.save_checkpoint(self.fold_dir / FINAL, snapshot)
         if self.options.final_validation:
-            run_final_validation(self.fold_dir, self._log)
+            run_final_validation(self.fold_dir, self.setup.dataset_root, str(self.device))
         return self.fold_dir
 
     # ----------------------------------------------------------------- edges

@@ -27,7 +27,7 @@ t = get_trainer_from_args("4", "3d_fullres", 0, "nnUNetTrainer", "nnUNetPlans", 
 t.num_epochs, t.num_iterations_per_epoch, t.num_val_iterations_per_epoch = epochs, iters, val_iters
 t.run_training()
 t.perform_actual_validation()
-log = t.logger.my_fantastic_logging
+log = getattr(t.logger, "local_logger", t.logger).my_fantastic_logging  # 2.6+: MetaLogger
 times = [e - s for s, e in zip(log["epoch_start_timestamps"], log["epoch_end_timestamps"])]
 print(json.dumps({"epoch_times": times}))
 """
@@ -55,8 +55,11 @@ def run_ours(paths: dict, epochs: int, iters: int, val_iters: int, batch_size: i
 
 def run_peer(scratch: Path, epochs: int, iters: int, val_iters: int) -> tuple[float, float]:
     env = peer_env(scratch / "raw", scratch / "nnunet_pre", scratch / "nnunet_res", n_proc_da=0)
-    out = subprocess.run([str(peer_python()), "-c", PEER_SNIPPET, str(epochs), str(iters), str(val_iters)],
-                         env=env, check=True, capture_output=True, text=True).stdout
+    done = subprocess.run([str(peer_python()), "-c", PEER_SNIPPET, str(epochs), str(iters), str(val_iters)],
+                          env=env, capture_output=True, text=True, encoding="utf-8", errors="replace")
+    if done.returncode:
+        raise SystemExit(f"nnunetv2 training failed:\n{done.stderr[-3000:]}")
+    out = done.stdout
     times = json.loads(out.strip().splitlines()[-1])["epoch_times"]
     summaries = sorted((scratch / "nnunet_res" / DATASET).glob("*/fold_0/validation/summary.json"))
     return _foreground_dice(summaries[-1]), statistics.median(times) / iters

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolkit.dataset.splits import load_or_make_splits, make_splits
+from toolkit.dataset.splits import load_or_make_splits, make_splits, resolve_splits
 from toolkit.errors import SegkitError
 
 
@@ -101,3 +101,37 @@ def test_real_hippocampus_split(hippocampus_v2):
     splits = make_splits(ids)
     _check_partition(splits, ids, 5)
     assert sorted(len(s["val"]) for s in splits) == [39] * 5
+
+
+def test_resolve_splits_precedence(tmp_path):
+    """Dataset's splits_final.json > the work directory's existing one > new folds (saved to the work dir)."""
+    root, work_splits = tmp_path / "ds", tmp_path / "work" / "splits_final.json"
+    root.mkdir()
+    work_splits.parent.mkdir()
+    ids = [f"c{i}" for i in range(6)]
+    made = resolve_splits(root, ids, work_splits, folds=3)
+    assert json.loads(work_splits.read_text()) == made and len(made) == 3
+    mine = [{"train": ids[:4], "val": ids[4:]}]
+    work_splits.write_text(json.dumps(mine))
+    assert resolve_splits(root, ids, work_splits) == mine  # folds already trained on never move
+    own = [{"train": ids[2:], "val": ids[:2]}]
+    (root / "splits_final.json").write_text(json.dumps(own))
+    assert resolve_splits(root, ids, work_splits) == own
+    assert json.loads(work_splits.read_text()) == own
+    with pytest.raises(SegkitError, match="names unpreprocessed case"):
+        resolve_splits(root, ids[1:], work_splits, unknown="unpreprocessed")
+
+
+def test_train_and_run_use_the_same_splits(tmp_path):
+    """The trainer and the pipeline agree when the dataset brings its own splits after a work split exists."""
+    from training_helpers import make_work
+
+    from toolkit.training.setup import resolve_training
+
+    root, work = make_work(tmp_path)
+    own = [{"train": ["case_000", "case_001", "case_002"], "val": ["case_003", "case_004", "case_005"]}]
+    (root / "splits_final.json").write_text(json.dumps(own))
+    setup = resolve_training(root, work, "3d_fullres", 0)
+    assert list(setup.val_cases) == own[0]["val"]
+    with pytest.raises(SegkitError, match="fold 1 does not exist"):
+        resolve_training(root, work, "3d_fullres", 1)

@@ -8,7 +8,8 @@ Two regimes, both deterministic from the seed:
   largest first and each placed into the fold with the fewest cases so far (ties: lowest fold index).
   This keeps folds balanced by case count as well as the grouping allows, and a patient never
   straddles two folds.
-An existing ``splits_final.json`` in the dataset folder always wins.
+An existing ``splits_final.json`` in the dataset folder always wins; then the work directory's one
+(folds already trained on must not move); only then are new folds made (:func:`resolve_splits`).
 """
 
 from __future__ import annotations
@@ -78,28 +79,48 @@ def make_splits(case_ids: list[str], groups: dict[str, str] | None = None, folds
     return _grouped(case_ids, groups, folds, seed)
 
 
-def validate_splits(splits: object, case_ids: list[str], path: Path) -> list[Split]:
-    """Check a user-provided splits file: a list of {train, val} naming only known cases."""
+def validate_splits(splits: object, case_ids: list[str], path: Path, unknown: str = "unknown") -> list[Split]:
+    """Check a user-provided splits file: a list of {train, val} naming only known cases.
+
+    ``unknown`` names what an unlisted case is in the error (the trainer says "unpreprocessed").
+    """
     if not isinstance(splits, list) or not splits:
         raise SegkitError("must be a non-empty list of {\"train\": [...], \"val\": [...]}", path)
     known = set(case_ids)
     for i, s in enumerate(splits):
         if not isinstance(s, dict) or not isinstance(s.get("train"), list) or not isinstance(s.get("val"), list):
             raise SegkitError(f"fold {i} must have 'train' and 'val' lists", path)
-        unknown = sorted((set(s["train"]) | set(s["val"])) - known)
-        if unknown:
-            raise SegkitError(f"fold {i} names unknown case(s): {', '.join(unknown[:5])}", path)
+        missing = sorted((set(s["train"]) | set(s["val"])) - known)
+        if missing:
+            raise SegkitError(f"fold {i} names {unknown} case(s): {', '.join(missing[:5])}", path)
     return splits  # type: ignore[return-value]
 
 
 def load_or_make_splits(dataset_root: str | Path, case_ids: list[str], groups: dict[str, str] | None,
-                        out_path: str | Path | None = None, folds: int = 5, seed: int = 12345) -> list[Split]:
+                        out_path: str | Path | None = None, folds: int = 5, seed: int = 12345,
+                        unknown: str = "unknown") -> list[Split]:
     """The dataset's own ``splits_final.json`` if present, else :func:`make_splits`; optionally saved."""
     own = Path(dataset_root) / "splits_final.json"
     if own.exists():
-        splits = validate_splits(read_json(own), case_ids, own)
+        splits = validate_splits(read_json(own), case_ids, own, unknown)
     else:
         splits = make_splits(case_ids, groups, folds, seed)
     if out_path is not None:
         atomic_write_json(out_path, splits)
     return splits
+
+
+def resolve_splits(dataset_root: str | Path, case_ids: list[str], work_splits: str | Path, folds: int = 5,
+                   seed: int = 12345, unknown: str = "unknown") -> list[Split]:
+    """The folds every command trains and validates on (``train``, ``run``, the demo: one rule).
+
+    The dataset's ``splits_final.json`` (nnU-Net's convention), else the work directory's existing
+    one (validated), else new patient-grouped folds from ``groups.json``, saved to ``work_splits``.
+    """
+    from toolkit.dataset.layout import load_groups
+
+    own, work_splits = Path(dataset_root) / "splits_final.json", Path(work_splits)
+    if not own.exists() and work_splits.is_file():
+        return validate_splits(read_json(work_splits), case_ids, work_splits, unknown)
+    groups = load_groups(dataset_root, case_ids)
+    return load_or_make_splits(dataset_root, case_ids, groups, work_splits, folds, seed, unknown)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from toolkit.dataset import DatasetSpec, discover_cases, load_groups
+from toolkit.dataset import DatasetSpec, discover_cases
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import atomic_write_json, atomic_write_path, read_json
 from toolkit.workdir import WorkDir
@@ -71,12 +71,9 @@ def ensure_preprocessed(spec: DatasetSpec, wd: WorkDir, plans: dict[str, Any], c
 
 def ensure_splits(spec: DatasetSpec, wd: WorkDir, folds: int = 5, seed: int = 12345) -> list[dict[str, list[str]]]:
     """The dataset's splits_final.json, else the work dir's, else new patient-grouped splits."""
-    from toolkit.dataset.splits import load_or_make_splits, validate_splits
+    from toolkit.dataset.splits import resolve_splits
 
-    case_ids = [c.id for c in discover_cases(spec, "Tr")]
-    if not (spec.root / "splits_final.json").is_file() and wd.splits.is_file():
-        return validate_splits(read_json(wd.splits), case_ids, wd.splits)
-    return load_or_make_splits(spec.root, case_ids, load_groups(spec.root, case_ids), wd.splits, folds, seed)
+    return resolve_splits(spec.root, [c.id for c in discover_cases(spec, "Tr")], wd.splits, folds, seed)
 
 
 def planned_configs(plans: dict[str, Any]) -> list[str]:

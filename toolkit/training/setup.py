@@ -55,15 +55,6 @@ def label_values(labels: dict[str, Any]) -> tuple[int, ...]:
     return tuple(values)
 
 
-def _splits(work: WorkDir, dataset_root: Path, case_ids: list[str]) -> list[dict[str, list[str]]]:
-    if work.splits.is_file():
-        return read_json(work.splits)
-    from toolkit.dataset import load_groups
-    from toolkit.dataset.splits import load_or_make_splits
-
-    return load_or_make_splits(dataset_root, case_ids, load_groups(dataset_root, case_ids), work.splits)
-
-
 def resolve_training(dataset_root: Path, work: str | Path | None, config: str, fold: int) -> TrainingSetup:
     """Read plans, splits and the preprocessed case list for one (configuration, fold)."""
     from toolkit.preprocessing.storage import list_cases
@@ -82,13 +73,12 @@ def resolve_training(dataset_root: Path, work: str | Path | None, config: str, f
     done = list_cases(folder)
     if not done:
         raise SegkitError(f"no preprocessed cases; run `segkit preprocess {dataset_root} -c {config}` first", folder)
-    splits = _splits(wd, Path(dataset_root), done)
+    from toolkit.dataset.splits import resolve_splits
+
+    splits = resolve_splits(dataset_root, done, wd.splits, unknown="unpreprocessed")  # run `segkit preprocess`
     if not 0 <= fold < len(splits):
         raise SegkitError(f"fold {fold} does not exist (the splits have folds 0..{len(splits) - 1})", wd.splits)
     train, val = splits[fold]["train"], splits[fold]["val"]
-    missing = sorted(set(train + val) - set(done))
-    if missing:
-        raise SegkitError(f"{len(missing)} cases of fold {fold} are not preprocessed (e.g. {missing[0]})", folder)
     prev = plan.get("previous_stage")
     return TrainingSetup(
         work=wd, dataset_root=Path(dataset_root), config=config, fold=fold, plans=plans,

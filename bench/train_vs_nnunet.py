@@ -39,18 +39,19 @@ def _foreground_dice(summary: Path) -> float:
     return float(fg["Dice"] if isinstance(fg, dict) else fg)
 
 
-def run_ours(paths: dict, epochs: int, iters: int, val_iters: int, batch_size: int) -> tuple[float, float]:
+def run_ours(paths: dict, epochs: int, iters: int, val_iters: int, batch_size: int,
+             precision: str) -> tuple[float, float, str]:
     from toolkit.training.options import TrainerOptions
     from toolkit.training.setup import resolve_training
     from toolkit.training.trainer import Trainer
 
     setup = resolve_training(paths["raw"], paths["work"], "3d_fullres", 0)
     options = TrainerOptions(epochs=epochs, iters_per_epoch=iters, val_iters=val_iters, batch_size=batch_size,
-                             num_workers=0, device="cpu", seed=0, save_every=epochs)
+                             num_workers=0, device="cpu", seed=0, save_every=epochs, precision=precision)
     trainer = Trainer(setup, options)
     fold = trainer.run()
     per_iter = statistics.median(trainer.logs["epoch_time"]) / iters
-    return _foreground_dice(fold / "validation" / "summary.json"), per_iter
+    return _foreground_dice(fold / "validation" / "summary.json"), per_iter, trainer.precision
 
 
 def run_peer(scratch: Path, epochs: int, iters: int, val_iters: int) -> tuple[float, float]:
@@ -71,16 +72,18 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--val-iters", type=int, default=10)
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "mixed"],
+                    help="segkit's training precision (auto: bf16 on CPUs with native bf16); nnunetv2 trains fp32 on CPU")
     ap.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "segkit_bench_hippo")
     args = ap.parse_args()
     paths = prepare(args.scratch, args.cases)
     bs = peer_plan(args.scratch)["batch_size"]
     total = args.epochs * args.iters
-    d_ours, t_ours = run_ours(paths, args.epochs, args.iters, args.val_iters, bs)
+    d_ours, t_ours, precision = run_ours(paths, args.epochs, args.iters, args.val_iters, bs, args.precision)
     d_peer, t_peer = run_peer(args.scratch, args.epochs, args.iters, args.val_iters)
     print(f"{DATASET} fold 0, {total} iterations, batch {bs}:")
-    print(f"  segkit   mean foreground Dice {d_ours:.4f}, {t_ours:.2f} s/iter")
-    print(f"  nnunetv2 mean foreground Dice {d_peer:.4f}, {t_peer:.2f} s/iter")
+    print(f"  segkit   mean foreground Dice {d_ours:.4f}, {t_ours:.2f} s/iter ({precision})")
+    print(f"  nnunetv2 mean foreground Dice {d_peer:.4f}, {t_peer:.2f} s/iter (fp32: it uses AMP on CUDA only)")
     print(f"  Dice difference {d_ours - d_peer:+.4f} (target >= -0.01), speed ratio {t_peer / t_ours:.2f}x")
 
 

@@ -23,7 +23,7 @@ from toolkit.training.setup import resolve_training
 from toolkit.training.trainer import FINAL, LATEST, Trainer
 
 OPTS = TrainerOptions(epochs=3, iters_per_epoch=3, val_iters=2, batch_size=4, num_workers=0, device="cpu",
-                      save_every=10, final_validation=False, seed=5)
+                      save_every=10, final_validation=False, seed=5, precision="fp32")  # exact equality: no bf16
 
 
 @pytest.mark.parametrize("batch,world", [(4, 2), (5, 2), (3, 3), (7, 4), (2, 1)])
@@ -83,7 +83,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, single_run):
     with pytest.raises(SystemExit) as exit_info:  # the CLI: segkit train --num-gpus 2 --device cpu
         main(["train", str(root), "-c", "3d_fullres", "-f", "0", "--work", str(work), "--epochs", "3",
               "--iters-per-epoch", "3", "--val-iters", "2", "--batch-size", "4", "--num-workers", "0",
-              "--device", "cpu", "--seed", "5", "--save-every", "10", "--skip-validation", "--num-gpus", "2"])
+              "--device", "cpu", "--seed", "5", "--save-every", "10", "--skip-validation", "--num-gpus", "2", "--precision", "fp32"])
     assert exit_info.value.code == 0
     fold = resolve_training(root, work, "3d_fullres", 0).fold_dir
     ddp = _final(fold)
@@ -98,7 +98,7 @@ def test_torchrun_launch_equals_one_process(tmp_path, single_run):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "toolkit.cli", "train",
            str(root), "-c", "3d_fullres", "-f", "0", "--work", str(work), "--epochs", "3", "--iters-per-epoch", "3",
            "--val-iters", "2", "--batch-size", "4", "--num-workers", "0", "--device", "cpu", "--seed", "5",
-           "--save-every", "10", "--skip-validation"]
+           "--save-every", "10", "--skip-validation", "--precision", "fp32"]
     done = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     fold = resolve_training(root, work, "3d_fullres", 0).fold_dir

@@ -15,3 +15,7 @@ jobs_option = click.option("-j", "--jobs", "jobs", type=click.IntRange(min=1), d
 dataset_argument = click.argument(
     "dataset", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DATASET"
 )
+precision_option = click.option(
+    "--precision", type=click.Choice(["auto", "fp32", "mixed"]), default=None,
+    help="Training precision (default auto: fp16 AMP on CUDA, bf16 on CPUs with native bf16, else fp32).",
+)

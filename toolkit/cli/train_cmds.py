@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli.options import dataset_argument, work_option
+from toolkit.cli.options import dataset_argument, precision_option, work_option
 
 
 @click.command()
@@ -25,6 +25,7 @@ from toolkit.cli.options import dataset_argument, work_option
               help="Device (default auto: CUDA, then MPS, then CPU).")
 @click.option("--resume", is_flag=True, help="Continue from the fold's checkpoint_latest.pt.")
 @click.option("--seed", type=int, default=None, help="Random seed (default 12345).")
+@precision_option
 @click.option("--skip-validation", is_flag=True, help="Do not predict the validation cases at the end.")
 @click.option("--num-gpus", type=click.IntRange(min=1), default=None,
               help="Data-parallel ranks (DDP; one GPU each, or N CPU processes with --device cpu). The batch "
@@ -32,7 +33,7 @@ from toolkit.cli.options import dataset_argument, work_option
 def train(dataset: Path, config: str, fold: int, work: Path | None, epochs: int | None,
           iters_per_epoch: int | None, val_iters: int | None, batch_size: int | None, num_workers: int | None,
           save_every: int | None, device: str | None, resume: bool, seed: int | None,
-          skip_validation: bool, num_gpus: int | None) -> None:
+          precision: str | None, skip_validation: bool, num_gpus: int | None) -> None:
     """Train CONFIG on FOLD of DATASET's preprocessed data (method.md 1.2).
 
     Writes <WORK>/<dataset>/models/<config>/fold_<k>/ (checkpoints, training_log.txt, progress.png)
@@ -49,6 +50,7 @@ def train(dataset: Path, config: str, fold: int, work: Path | None, epochs: int 
     options = base.with_changes(
         epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=val_iters, batch_size=batch_size,
         num_workers=num_workers, save_every=save_every, device=device, seed=seed, world_size=num_gpus,
+        precision=precision,
     )
     if skip_validation:
         options = options.with_changes(final_validation=False)

@@ -45,6 +45,7 @@ class RunOptions:
     gpu_memory_gb: float = 8.0
     select: bool = True
     num_gpus: int = 1  # data-parallel ranks per fold (toolkit.training.distributed)
+    precision: str | None = None  # None: TrainerOptions' (auto); see toolkit.training.precision
 
 
 def _recipe(spec: DatasetSpec) -> dict[str, Any]:
@@ -76,7 +77,8 @@ def _trainer_options(opts: RunOptions, fold: int, recipe: dict[str, Any]):
         seed = TrainerOptions().seed + fold  # models on the same data differ by their seed
     return TrainerOptions().with_changes(epochs=opts.epochs, iters_per_epoch=opts.iters_per_epoch,
                                          val_iters=opts.val_iters, num_workers=opts.num_workers,
-                                         device=opts.device, seed=seed, world_size=opts.num_gpus)
+                                         device=opts.device, seed=seed, world_size=opts.num_gpus,
+                                         precision=opts.precision)
 
 
 def train_fold(spec: DatasetSpec, work: Path | None, config: str, fold: int, opts: RunOptions,

@@ -1,7 +1,8 @@
 """Train one configuration on one fold (method.md 1.2): the loop, checkpoints, resume, interruption.
 
 - SGD Nesterov (momentum 0.99, lr 0.01, weight decay 3e-5), poly schedule set at each epoch start,
-  gradient-norm clipping at 12, autocast + GradScaler on CUDA only.
+  gradient-norm clipping at 12, mixed precision per ``options.precision`` (precision.py: fp16 +
+  GradScaler on CUDA as the method says; bf16 autocast on CPUs with native bf16).
 - Each epoch: ``iters_per_epoch`` augmented training batches, ``val_iters`` un-augmented validation
   patches (loss + TP/FP/FN of the argmax -> per-class pseudo-Dice and its EMA), one log line on
   stderr and in ``training_log.txt``, ``progress.png`` redrawn.
@@ -36,6 +37,7 @@ from toolkit.training import checkpoint as ckpt
 from toolkit.training import distributed as dist
 from toolkit.training.loss import deep_supervision_loss, default_batch_dice, pseudo_dice, tp_fp_fn
 from toolkit.training.options import TrainerOptions, cpu_count, default_num_workers, poly_lr
+from toolkit.training.precision import autocast, grad_scaler, resolve_precision
 from toolkit.training.progress import empty_logs, epoch_line, plot_progress
 from toolkit.training.sampling import shard_indices
 from toolkit.training.setup import TrainingSetup
@@ -101,7 +103,8 @@ class Trainer:
         self.batch_sum = dist.differentiable_sum if ctx.enabled and self.batch_dice else None
         self.optimizer = torch.optim.SGD(self.network.parameters(), lr=options.lr, momentum=options.momentum,
                                          weight_decay=options.weight_decay, nesterov=True)
-        self.scaler = torch.amp.GradScaler("cuda") if self.device.type == "cuda" else None
+        self.precision = resolve_precision(options.precision, self.device.type)
+        self.scaler = grad_scaler(self.precision)
         self.epoch, self.logs = 0, empty_logs()
         self._stop = False
         self.fold_dir = setup.fold_dir
@@ -137,9 +140,7 @@ class Trainer:
         return data.to(self.device, non_blocking=pin), seg.to(self.device, non_blocking=pin)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+        return autocast(self.precision, self.device.type)
 
     def train_step(self, batch: dict[str, np.ndarray]) -> float:
         data, target = self._to_device(batch)
@@ -220,6 +221,8 @@ class Trainer:
         if main:
             self.fold_dir.mkdir(parents=True, exist_ok=True)
             self._write_model_metadata()
+        self._log(f"{self.setup.config} fold {self.setup.fold}: device {self.device}, precision {self.precision}, "
+                  f"global batch {self.batch_size} on {self.ctx.world_size} rank(s), {self.num_workers} loader worker(s)")
         if resume:
             self.load_state(ckpt.load_checkpoint(self.fold_dir / LATEST))
             self._log(f"resumed from {self.fold_dir / LATEST} at epoch {self.epoch}")

@@ -9,7 +9,7 @@ the ratio and the peak RSS of the process tree. nnUNetv2_predict runs with its d
 The floor: median time of one bare forward pass of the same network on one window (in-process, batch 1)
 x the number of windows x mirror passes over all cases.
 
-    .venv/bin/python bench/predict_vs_nnunet.py [--cases 4] [--repeats 2]
+    .venv/bin/python bench/predict_vs_nnunet.py [--cases 4] [--repeats 2] [--precision auto|fp32|mixed]
 
 Latest run, 2-core machine with nothing else running (2026-11-27), 4 cases of ~48x64x64 voxels,
 patch 48x64x64, features 32..320:
@@ -18,6 +18,10 @@ patch 48x64x64, features 32..320:
            peak RSS 694 MiB vs 6218 MiB
   TTA off: segkit 0.88 s/case (3.5, 3.6 s), nnunetv2 4.57 s/case (18.2, 18.4 s): 5.16x;
            floor 0.36 s/case; peak RSS 701 MiB vs 6217 MiB
+With --precision mixed (bf16 autocast on this Zen 4 CPU; the floor stays the fp32 forward pass):
+  TTA on : segkit 1.82 s/case, nnunetv2 7.05 s/case: 3.88x; peak RSS 566 MiB vs 6218 MiB
+  TTA off: segkit 0.65 s/case, nnunetv2 4.39 s/case: 6.71x
+  (label agreement with fp32 on a trained model: predict_precision.py, 99.996% of voxels)
 An earlier run on the same machine while other work loaded it (load 3-7) gave 1.40x / 2.92x: on a
 loaded machine both sides slow down unevenly, so compare runs from a quiet machine.
 """
@@ -135,6 +139,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "mixed"],
+                    help="segkit predict --precision (mixed: bf16 on CPU); nnunetv2 predicts fp32 on CPU")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
     with tempfile.TemporaryDirectory(prefix="segkit-predict-bench-") as tmp:
@@ -154,7 +160,8 @@ def main() -> None:
             runs: dict[str, list] = {"segkit": [], "nnunetv2": []}
             for r in range(args.repeats):
                 ours = [str(SEGKIT), "predict", "-m", str(model), "-i", str(dataset / "imagesTs"), "-o",
-                        str(tmp / f"ours{r}{tta}"), "--folds", "0", "--device", "cpu", "--step", "0.5"]
+                        str(tmp / f"ours{r}{tta}"), "--folds", "0", "--device", "cpu", "--step", "0.5",
+                        "--precision", args.precision]
                 peer = [str(peer_bin("nnUNetv2_predict")), "-i", str(dataset / "imagesTs"), "-o",
                         str(tmp / f"peer{r}{tta}"), "-d", ds_id(dataset), "-c", "3d_fullres", "-f", "0",
                         "-device", "cpu", "-step_size", "0.5", "--disable_progress_bar"]

@@ -200,11 +200,11 @@ def test_oom_of_accumulators_falls_back_to_cpu(monkeypatch):
 
     real, devices = sw._accumulate, []
 
-    def flaky(*args, results_device, batch):
+    def flaky(*args, results_device, batch, precision):
         devices.append(results_device)
         if len(devices) == 1:
             raise torch.cuda.OutOfMemoryError("simulated")
-        return real(*args, results_device=results_device, batch=batch)
+        return real(*args, results_device=results_device, batch=batch, precision=precision)
 
     monkeypatch.setattr(sw, "_accumulate", flaky)
     model = Pointwise()
@@ -247,3 +247,26 @@ def test_cuda_real_unet_3d_and_2d():
     net2.deep_supervision = False
     out2 = sliding_window_predict(net2, data, (80, 80), 3, mirror_axes=(0, 1))
     assert out2.shape == (3, 50, 170, 150)
+
+
+def test_cpu_precision_policy_of_a_real_unet():
+    """CPU: auto is fp32 exactly (predictions stay what they were); mixed runs the U-Net in bf16, close to fp32."""
+    from toolkit.network.architecture import UNetSpec
+    from toolkit.network.unet import build_network
+
+    torch.manual_seed(0)
+    plan = {"conv_kernel_sizes": [[3, 3, 3]] * 3, "pool_strides": [[2, 2, 2]] * 2, "features_per_stage": [8, 16, 32]}
+    net = build_network(UNetSpec.from_plan(plan, 1, 3))
+    net.deep_supervision = False
+    seen = []
+    net.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    data = torch.randn(1, 20, 28, 24)
+    args = (net, data, (16, 16, 16), 3)
+    auto = sliding_window_predict(*args)
+    fp32 = sliding_window_predict(*args, precision="fp32")
+    assert set(seen) == {torch.float32} and torch.equal(auto, fp32)
+    seen.clear()
+    mixed = sliding_window_predict(*args, precision="mixed")
+    assert set(seen) == {torch.bfloat16} and mixed.dtype == torch.float32
+    assert torch.allclose(mixed.sum(0), torch.ones(1), atol=1e-4)
+    assert (mixed - fp32).abs().max() < 0.05 and not torch.equal(mixed, fp32)

@@ -37,13 +37,13 @@ class BundlePredictor:
 
     @classmethod
     def from_bundle(cls, root: str | Path, device: str | None = "auto", tta: bool = True, step: float = 0.5,
-                    folds: list[int] | None = None) -> BundlePredictor:
+                    folds: list[int] | None = None, precision: str = "auto") -> BundlePredictor:
         """Verify every checksum, then load the selected configurations (previous stages come along)."""
         root = Path(root)
         manifest = verify_bundle(root)
         predictors = {
             config: Predictor.from_model_folder(root / "models" / config, folds or manifest["folds"][config],
-                                                device, tta, step)
+                                                device, tta, step, precision)
             for config in manifest["configurations"]
         }
         return cls(root, predictors, read_json(root / "postprocessing.json"))

@@ -49,13 +49,17 @@ class GreedyOption(click.Option):
               help="Sliding-window step as a fraction of the patch.")
 @click.option("--save-probabilities", is_flag=True, help="Also write <case>.npz with the probabilities.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda[:N] or mps.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "mixed"]), default="auto", show_default=True,
+              help="auto: mixed precision on CUDA, fp32 on CPU; mixed: also bf16 on CPU (faster where the CPU "
+                   "has native bf16, labels may differ in a few voxels); fp32: never.")
 @click.option("--overwrite", is_flag=True, help="Predict cases whose output already exists again.")
 @click.option("--num-parts", type=click.IntRange(min=1), default=1, show_default=True,
               help="Split the sorted case list into this many parts (one per job) ...")
 @click.option("--part-id", type=click.IntRange(min=0), default=0, show_default=True,
               help="... and predict part PART_ID only (cases PART_ID, PART_ID + NUM_PARTS, ...).")
 def predict(model: Path, in_dir: Path, out_dir: Path, folds: tuple[int, ...], config: str | None, no_tta: bool,
-            step: float, save_probabilities: bool, device: str, overwrite: bool, num_parts: int, part_id: int) -> int:
+            step: float, save_probabilities: bool, device: str, precision: str, overwrite: bool, num_parts: int,
+            part_id: int) -> int:
     """Predict every case of IN_DIR with MODEL's folds (probabilities averaged) into OUT_DIR.
 
     MODEL is a model folder (one configuration) or a bundle from `segkit export` (the selected
@@ -69,13 +73,13 @@ def predict(model: Path, in_dir: Path, out_dir: Path, folds: tuple[int, ...], co
     if is_bundle(model):
         from toolkit.bundle.predictor import BundlePredictor
 
-        predictor = BundlePredictor.from_bundle(model, device, not no_tta, step, list(folds) or None)
+        predictor = BundlePredictor.from_bundle(model, device, not no_tta, step, list(folds) or None, precision)
         n_channels = predictor.num_image_channels
     else:
         from toolkit.inference.predictor import Predictor
 
         folder = model / config if config else model
-        predictor = Predictor.from_model_folder(folder, list(folds) or None, device, not no_tta, step)
+        predictor = Predictor.from_model_folder(folder, list(folds) or None, device, not no_tta, step, precision)
         n_channels = predictor.model.num_image_channels
     report = predict_folder(predictor, in_dir, out_dir, n_channels, overwrite, save_probabilities,
                             num_parts=num_parts, part_id=part_id)

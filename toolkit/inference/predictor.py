@@ -27,6 +27,7 @@ from toolkit.errors import SegkitError
 from toolkit.inference.cascade import previous_stage_onehot
 from toolkit.inference.model_folder import ModelFolder, load_model_folder, load_network, resolve_device
 from toolkit.inference.sliding_window import sliding_window_predict
+from toolkit.precision import resolve_inference_precision
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Predictor:
 
     def __init__(self, model: ModelFolder, networks: list[torch.nn.Module], device: str, tta: bool = True,
                  step: float = 0.5, mirror_axes: tuple[int, ...] | None = None, num_classes: int | None = None,
-                 previous: Predictor | None = None) -> None:
+                 previous: Predictor | None = None, precision: str = "auto") -> None:
         if not networks:
             raise ValueError("a predictor needs at least one network")
         self.model = model
@@ -53,16 +54,18 @@ class Predictor:
         self.tta = tta
         self.step = step
         self.previous = previous
+        self.precision = precision  # toolkit.precision.resolve_inference_precision
         self.num_classes = num_classes if num_classes is not None else len(model.labels)
         patch = self.patch_size
         self.mirror_axes = tuple(range(len(patch))) if mirror_axes is None else tuple(mirror_axes)
 
     @classmethod
     def from_model_folder(cls, folder: str | Path, folds: list[int] | None = None, device: str | None = "auto",
-                          tta: bool = True, step: float = 0.5) -> Predictor:
+                          tta: bool = True, step: float = 0.5, precision: str = "auto") -> Predictor:
         """Load the folds' final checkpoints (and the previous stage's, for a cascade)."""
         if not 0 < step <= 1:
             raise SegkitError(f"step must be in (0, 1], got {step}", "--step")
+        resolve_inference_precision(precision, "cpu")  # a bad value is an error before any model loads
         model = load_model_folder(folder, folds)
         dev = resolve_device(device)
         networks, options, spec = [], {}, None
@@ -76,10 +79,10 @@ class Predictor:
         previous = None
         if model.previous_stage:
             previous = cls.from_model_folder(model.root.parent / model.previous_stage, list(model.folds),
-                                             dev, tta, step)
+                                             dev, tta, step, precision)
         mirror = options.get("mirror_axes")
         return cls(model, networks, dev, tta, step, tuple(mirror) if mirror is not None else None,
-                   spec.num_classes if spec is not None else None, previous)
+                   spec.num_classes if spec is not None else None, previous, precision)
 
     @property
     def patch_size(self) -> tuple[int, ...]:
@@ -104,7 +107,7 @@ class Predictor:
         with torch.inference_mode():
             for net in self.networks:
                 probs = sliding_window_predict(net, data, self.patch_size, self.num_classes, self.step, mirror,
-                                               self.device)
+                                               self.device, precision=self.precision)
                 if total is not None and probs.device != total.device:  # an OOM fallback moved one to CPU
                     total, probs = total.cpu(), probs.cpu()
                 total = probs if total is None else total.add_(probs)

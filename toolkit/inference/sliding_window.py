@@ -14,8 +14,9 @@ Rules implemented here:
   patch is one voxel thick along z, the slice axis squeezed away for the forward pass.
 
 Speed: several windows are stacked into one forward pass (``batch_windows``), the accumulators live on
-the network's device, inference runs under ``torch.inference_mode`` and, on CUDA, under autocast (bf16
-where supported, else fp16). If the accumulators do not fit in GPU memory the whole case is redone
+the network's device, inference runs under ``torch.inference_mode`` and under the autocast policy of
+``precision`` (toolkit.precision: by default bf16/fp16 on CUDA, fp32 on CPU, bf16 on CPU on request).
+If the accumulators do not fit in GPU memory the whole case is redone
 with CPU accumulators (windows still run on the GPU); an OOM inside a forward pass halves the batch.
 
 Softmax (not logits) is accumulated because that is what the paper describes and what fold ensembling
@@ -24,6 +25,7 @@ averages; the difference with logit accumulation is below the argmax's sensitivi
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import Iterator, Sequence
@@ -32,6 +34,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from toolkit.precision import autocast, resolve_inference_precision
 
 SIGMA_SCALE = 1.0 / 8
 
@@ -99,11 +103,8 @@ def _pad_to_patch(data: torch.Tensor, patch: Sequence[int]) -> tuple[torch.Tenso
     return F.pad(data, pad, mode="constant", value=0.0), crop
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    return autocast(resolve_inference_precision(precision, device.type), device.type)
 
 
 def _network_device(network: torch.nn.Module) -> torch.device:
@@ -123,10 +124,10 @@ def _chunks(items: list, n: int) -> Iterator[list]:
 
 
 def _predict_tta(network: torch.nn.Module, x: torch.Tensor, variants: list[tuple[int, ...]],
-                 device: torch.device) -> torch.Tensor:
+                 device: torch.device, precision: str = "auto") -> torch.Tensor:
     """Softmax of a batch of windows averaged over the mirror passes: (B, K, *spatial) float32."""
     total = None
-    with _autocast(device):
+    with _autocast(device, precision):
         for axes in variants:
             dims = [a + 2 for a in axes]
             out = network(torch.flip(x, dims) if dims else x)
@@ -140,7 +141,8 @@ def _predict_tta(network: torch.nn.Module, x: torch.Tensor, variants: list[tuple
     return total.div_(len(variants)) if len(variants) > 1 else total
 
 
-def _auto_batch(network: torch.nn.Module, sample: torch.Tensor, device: torch.device, n_windows: int) -> int:
+def _auto_batch(network: torch.nn.Module, sample: torch.Tensor, device: torch.device, n_windows: int,
+                precision: str = "auto") -> int:
     """Windows per forward pass. CPU: 1 (throughput per voxel does not grow with the batch there and
     the activations would multiply peak RSS). CUDA: as many as half the free memory holds, at most 8,
     measured from one probe forward pass."""
@@ -149,7 +151,7 @@ def _auto_batch(network: torch.nn.Module, sample: torch.Tensor, device: torch.de
     torch.cuda.synchronize(device)
     base = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
-    with _autocast(device):
+    with _autocast(device, precision):
         network(sample)
     per_window = max(1, torch.cuda.max_memory_allocated(device) - base)
     free, _ = torch.cuda.mem_get_info(device)
@@ -158,7 +160,8 @@ def _auto_batch(network: torch.nn.Module, sample: torch.Tensor, device: torch.de
 
 def _accumulate(network: torch.nn.Module, data: torch.Tensor, windows: list[tuple[slice, ...]],
                 gauss: torch.Tensor, is_2d: bool, variants: list[tuple[int, ...]], num_classes: int,
-                device: torch.device, results_device: torch.device, batch: int) -> torch.Tensor:
+                device: torch.device, results_device: torch.device, batch: int, precision: str = "auto"
+                ) -> torch.Tensor:
     """Run every window, accumulate weighted softmax and weights on ``results_device``, divide."""
     acc = torch.zeros((num_classes, *data.shape[1:]), dtype=torch.float32, device=results_device)
     weights = torch.zeros(data.shape[1:], dtype=torch.float32, device=results_device)
@@ -170,7 +173,7 @@ def _accumulate(network: torch.nn.Module, data: torch.Tensor, windows: list[tupl
         if is_2d:
             x = x[:, :, 0]
         try:
-            prob = _predict_tta(network, x, variants, device)
+            prob = _predict_tta(network, x, variants, device, precision)
         except torch.cuda.OutOfMemoryError:
             if batch == 1:
                 raise
@@ -189,14 +192,15 @@ def _accumulate(network: torch.nn.Module, data: torch.Tensor, windows: list[tupl
 
 def sliding_window_predict(network: torch.nn.Module, data: torch.Tensor | np.ndarray, patch_size: Sequence[int],
                            num_classes: int, step: float = 0.5, mirror_axes: Sequence[int] | None = (0, 1, 2),
-                           device: torch.device | str | None = None, batch_windows: int | None = None
-                           ) -> torch.Tensor:
+                           device: torch.device | str | None = None, batch_windows: int | None = None,
+                           precision: str = "auto") -> torch.Tensor:
     """Softmax probabilities (K, z, y, x) float32 of a preprocessed case ``data`` (c, z, y, x).
 
     ``patch_size`` has 3 entries for a 3D network, 2 for a 2D one (then slice by slice over z);
     ``mirror_axes`` index the network's spatial axes ((0, 1) for 2D), None or () disables TTA;
     ``device`` is where the network runs (default: where its parameters are). The result lives on
     that device unless the accumulators had to fall back to the CPU; callers ``.cpu()`` as needed.
+    ``precision``: auto | fp32 | mixed (toolkit.precision.resolve_inference_precision).
     """
     if isinstance(data, np.ndarray) and not data.flags.writeable:  # memory-mapped: torch wants writable
         data = np.array(data, dtype=np.float32)
@@ -219,13 +223,14 @@ def sliding_window_predict(network: torch.nn.Module, data: torch.Tensor | np.nda
                 torch.cuda.empty_cache()  # windows are then copied to the GPU one batch at a time
         if batch_windows is None:
             probe = padded[(slice(None), *windows[0])].unsqueeze(0).to(device)
-            batch_windows = _auto_batch(network, probe[:, :, 0] if is_2d else probe, device, len(windows))
+            batch_windows = _auto_batch(network, probe[:, :, 0] if is_2d else probe, device, len(windows), precision)
         args = (network, padded, windows, gauss, is_2d, variants, num_classes, device)
         try:
-            probs = _accumulate(*args, results_device=device, batch=batch_windows)
+            probs = _accumulate(*args, results_device=device, batch=batch_windows, precision=precision)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
-            probs = _accumulate(*args, results_device=torch.device("cpu"), batch=batch_windows)
+            probs = _accumulate(*args, results_device=torch.device("cpu"), batch=batch_windows,
+                                precision=precision)
     if tuple(probs.shape[1:]) == tuple(data.shape[1:]):
         return probs
     return probs[(slice(None), *crop)].contiguous()  # copy, so the padded buffer is freed

@@ -45,7 +45,7 @@ class RunOptions:
     gpu_memory_gb: float = 8.0
     select: bool = True
     num_gpus: int = 1  # data-parallel ranks per fold (toolkit.training.distributed)
-    precision: str | None = None  # None: TrainerOptions' (auto); see toolkit.training.precision
+    precision: str | None = None  # None: TrainerOptions' (auto); see toolkit.precision
 
 
 def _recipe(spec: DatasetSpec) -> dict[str, Any]:

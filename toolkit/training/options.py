@@ -31,7 +31,7 @@ class TrainerOptions:
     ema_momentum: float = 0.9  # EMA of the pseudo-Dice: ema = m * ema + (1 - m) * new
     final_validation: bool = True  # predict the fold's validation cases at the end
     world_size: int = 1  # data-parallel ranks (one GPU each on CUDA); batch_size stays the global batch
-    precision: str = "auto"  # auto | fp32 | mixed (toolkit.training.precision)
+    precision: str = "auto"  # auto | fp32 | mixed (toolkit.precision)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

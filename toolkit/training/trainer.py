@@ -33,11 +33,11 @@ import torch
 from toolkit.io.atomic import atomic_write_json
 from toolkit.network.architecture import UNetSpec
 from toolkit.network.unet import build_network
+from toolkit.precision import autocast, grad_scaler, resolve_precision
 from toolkit.training import checkpoint as ckpt
 from toolkit.training import distributed as dist
 from toolkit.training.loss import deep_supervision_loss, default_batch_dice, pseudo_dice, tp_fp_fn
 from toolkit.training.options import TrainerOptions, cpu_count, default_num_workers, poly_lr
-from toolkit.training.precision import autocast, grad_scaler, resolve_precision
 from toolkit.training.progress import empty_logs, epoch_line, plot_progress
 from toolkit.training.sampling import shard_indices
 from toolkit.training.setup import TrainingSetup

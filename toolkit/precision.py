@@ -1,4 +1,4 @@
-"""Training precision: fp32, or mixed precision where the hardware runs it natively.
+"""Numeric precision of training and inference: fp32, or mixed precision where the hardware runs it natively.
 
 method.md 1.2 trains with automatic mixed precision on CUDA (fp16 autocast + a gradient scaler).
 We extend the same idea to CPUs that have native bfloat16 instructions (x86 ``avx512_bf16`` or
@@ -7,9 +7,14 @@ U-Net's forward and backward passes (0.78 s -> 0.38 s for a Hippocampus batch on
 see bench/train_vs_nnunet.py), and bf16 keeps fp32's exponent range, so no gradient scaler is needed.
 Losses are always computed in fp32 (loss.py casts the logits).
 
-``precision`` option: ``auto`` = mixed where native (CUDA: fp16; CPU with native bf16: bf16), fp32
-elsewhere (other CPUs, where bf16 is emulated and slower, and MPS); ``mixed`` = fp16 on CUDA, bf16 on
-any CPU; ``fp32`` = never autocast (bit-reproducible across CPUs of one kind).
+Training ``precision`` option: ``auto`` = mixed where native (CUDA: fp16; CPU with native bf16:
+bf16), fp32 elsewhere (other CPUs, where bf16 is emulated and slower, and MPS); ``mixed`` = fp16 on
+CUDA, bf16 on any CPU; ``fp32`` = never autocast (bit-reproducible across CPUs of one kind).
+
+Inference (``segkit predict --precision``): ``auto`` = autocast on CUDA (bf16 where the GPU has it,
+else fp16) and fp32 on CPU, because predictions are the deliverable and stay exactly what they were;
+``mixed`` adds bf16 on CPU (measured in bench/predict_vs_nnunet.py: speed and label agreement);
+``fp32`` never autocasts.
 """
 
 from __future__ import annotations
@@ -51,6 +56,21 @@ def resolve_precision(choice: str, device_type: str, native_bf16: bool | None = 
     if choice == "mixed":
         return "bf16"
     return "bf16" if (cpu_has_native_bf16() if native_bf16 is None else native_bf16) else "fp32"
+
+
+def resolve_inference_precision(choice: str, device_type: str, cuda_bf16: bool | None = None) -> str:
+    """The dtype policy of a sliding-window prediction (see the module docstring)."""
+    if choice not in CHOICES:
+        raise SegkitError(f"precision must be one of {', '.join(CHOICES)} (got {choice!r})")
+    if choice == "fp32" or device_type not in ("cuda", "cpu"):
+        return "fp32"
+    if device_type == "cuda":
+        if cuda_bf16 is None:
+            import torch
+
+            cuda_bf16 = torch.cuda.is_bf16_supported()
+        return "bf16" if cuda_bf16 else "fp16"
+    return "bf16" if choice == "mixed" else "fp32"
 
 
 def autocast(precision: str, device_type: str) -> contextlib.AbstractContextManager:

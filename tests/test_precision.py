@@ -1,4 +1,4 @@
-"""Training precision: the auto rule, the CPU flag probe, and real bf16 training on CPU."""
+"""Precision policy: the training and inference rules, the CPU flag probe, and real bf16 training on CPU."""
 
 from __future__ import annotations
 
@@ -8,8 +8,14 @@ import torch
 from training_helpers import make_work
 
 from toolkit.errors import SegkitError
+from toolkit.precision import (
+    autocast,
+    cpu_has_native_bf16,
+    grad_scaler,
+    resolve_inference_precision,
+    resolve_precision,
+)
 from toolkit.training.options import TrainerOptions
-from toolkit.training.precision import autocast, cpu_has_native_bf16, grad_scaler, resolve_precision
 from toolkit.training.setup import resolve_training
 from toolkit.training.trainer import FINAL, LOG, Trainer
 
@@ -63,3 +69,12 @@ def test_bf16_training_on_cpu_runs_close_to_fp32(tmp_path):
     assert np.all(np.isfinite(bf16["logs"]["train_loss"]))
     assert np.allclose(bf16["logs"]["train_loss"], fp32["logs"]["train_loss"], atol=0.05)
     assert bf16["logs"]["train_loss"] != fp32["logs"]["train_loss"]  # it really ran in another precision
+
+
+@pytest.mark.parametrize("choice,device,cuda_bf16,expected", [
+    ("auto", "cpu", None, "fp32"), ("mixed", "cpu", None, "bf16"), ("fp32", "cpu", None, "fp32"),
+    ("auto", "cuda", True, "bf16"), ("auto", "cuda", False, "fp16"), ("fp32", "cuda", True, "fp32"),
+    ("mixed", "mps", None, "fp32"),
+])
+def test_inference_precision_rule(choice, device, cuda_bf16, expected):
+    assert resolve_inference_precision(choice, device, cuda_bf16=cuda_bf16) == expected

@@ -140,6 +140,42 @@ def test_predict_reproduces_validation_dice(tiny_model, tmp_path):
             assert mine["metrics"][label]["Dice"] == pytest.approx(theirs["metrics"][label]["Dice"], abs=1e-9)
 
 
+def test_predict_mixed_precision_on_cpu(tiny_model, tmp_path):
+    """`segkit predict --precision mixed` runs the networks in bf16 on CPU; labels stay (almost) the fp32 ones."""
+    import toolkit.inference.sliding_window as sw
+    from toolkit.cli import main
+
+    ds = tiny_model["dataset"]
+    in_dir = tmp_path / "in"
+    in_dir.mkdir()
+    case = tiny_model["splits"][0]["val"][0]
+    shutil.copy(ds / "imagesTr" / f"{case}_0000.nii.gz", in_dir)
+    seen = []
+    real = sw._predict_tta
+
+    def spy(network, x, variants, device, precision="auto"):
+        hook = network.register_forward_hook(
+            lambda _m, _i, out: seen.append((precision, (out[0] if isinstance(out, list | tuple) else out).dtype)))
+        try:
+            return real(network, x, variants, device, precision)
+        finally:
+            hook.remove()
+
+    outs = {}
+    for precision in ("fp32", "mixed"):
+        outs[precision] = tmp_path / precision
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(sw, "_predict_tta", spy)
+            with pytest.raises(SystemExit) as exc:
+                main(["predict", "-m", str(tiny_model["model"]), "-i", str(in_dir), "-o", str(outs[precision]),
+                      "--folds", "0", "--device", "cpu", "--precision", precision])
+        assert exc.value.code == 0
+    assert set(seen) == {("fp32", torch.float32), ("mixed", torch.bfloat16)}  # what really ran
+    a, geo_a = read_image(outs["fp32"] / f"{case}.nii.gz")
+    b, geo_b = read_image(outs["mixed"] / f"{case}.nii.gz")
+    assert geo_a == geo_b and np.mean(a == b) > 0.99
+
+
 def test_predict_folder_geometry_resume_and_failures(tiny_model, tmp_path, capsys):
     ds = tiny_model["dataset"]
     in_dir = tmp_path / "in"

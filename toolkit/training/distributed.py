@@ -207,12 +207,11 @@ def _run_rank(ctx: DistContext, setup: Any, options: Any, resume: bool, init: st
     trainer = None
     try:
         trainer = Trainer(setup, options.with_changes(device=device), ctx)
-        fold_dir = trainer.run(resume=resume)
-        dist.barrier()  # leave together: no rank tears gloo down while rank 0 still writes and reduces
-        return fold_dir
+        return trainer.run(resume=resume)
     finally:
         # The DDP reducer holds the group; freed before the group goes, not at interpreter exit
-        # (where gloo's threads were destroyed still joinable: SIGABRT on a rank).
+        # (where gloo's threads were destroyed still joinable: SIGABRT on a rank). No barrier here:
+        # rank 0's final validation can outlast the group's timeout while the other ranks wait.
         del trainer
         gc.collect()
         dist.destroy_process_group()

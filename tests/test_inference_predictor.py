@@ -153,11 +153,11 @@ def test_predict_mixed_precision_on_cpu(tiny_model, tmp_path):
     seen = []
     real = sw._predict_tta
 
-    def spy(network, x, variants, device, precision="auto"):
+    def spy(network, x, variants, device, policy="fp32"):
         hook = network.register_forward_hook(
-            lambda _m, _i, out: seen.append((precision, (out[0] if isinstance(out, list | tuple) else out).dtype)))
+            lambda _m, _i, out: seen.append((policy, (out[0] if isinstance(out, list | tuple) else out).dtype)))
         try:
-            return real(network, x, variants, device, precision)
+            return real(network, x, variants, device, policy)
         finally:
             hook.remove()
 
@@ -170,7 +170,7 @@ def test_predict_mixed_precision_on_cpu(tiny_model, tmp_path):
                 main(["predict", "-m", str(tiny_model["model"]), "-i", str(in_dir), "-o", str(outs[precision]),
                       "--folds", "0", "--device", "cpu", "--precision", precision])
         assert exc.value.code == 0
-    assert set(seen) == {("fp32", torch.float32), ("mixed", torch.bfloat16)}  # what really ran
+    assert set(seen) == {("fp32", torch.float32), ("bf16", torch.bfloat16)}  # what really ran
     a, geo_a = read_image(outs["fp32"] / f"{case}.nii.gz")
     b, geo_b = read_image(outs["mixed"] / f"{case}.nii.gz")
     assert geo_a == geo_b and np.mean(a == b) > 0.99

@@ -200,11 +200,11 @@ def test_oom_of_accumulators_falls_back_to_cpu(monkeypatch):
 
     real, devices = sw._accumulate, []
 
-    def flaky(*args, results_device, batch, precision):
+    def flaky(*args, results_device, batch, policy):
         devices.append(results_device)
         if len(devices) == 1:
             raise torch.cuda.OutOfMemoryError("simulated")
-        return real(*args, results_device=results_device, batch=batch, precision=precision)
+        return real(*args, results_device=results_device, batch=batch, policy=policy)
 
     monkeypatch.setattr(sw, "_accumulate", flaky)
     model = Pointwise()

@@ -27,7 +27,7 @@ from toolkit.errors import SegkitError
 from toolkit.inference.cascade import previous_stage_onehot
 from toolkit.inference.model_folder import ModelFolder, load_model_folder, load_network, resolve_device
 from toolkit.inference.sliding_window import sliding_window_predict
-from toolkit.precision import resolve_inference_precision
+from toolkit.precision import check_precision
 
 
 @dataclass
@@ -54,7 +54,7 @@ class Predictor:
         self.tta = tta
         self.step = step
         self.previous = previous
-        self.precision = precision  # toolkit.precision.resolve_inference_precision
+        self.precision = precision  # auto | fp32 | mixed, resolved per device by sliding_window_predict
         self.num_classes = num_classes if num_classes is not None else len(model.labels)
         patch = self.patch_size
         self.mirror_axes = tuple(range(len(patch))) if mirror_axes is None else tuple(mirror_axes)
@@ -65,7 +65,7 @@ class Predictor:
         """Load the folds' final checkpoints (and the previous stage's, for a cascade)."""
         if not 0 < step <= 1:
             raise SegkitError(f"step must be in (0, 1], got {step}", "--step")
-        resolve_inference_precision(precision, "cpu")  # a bad value is an error before any model loads
+        check_precision(precision)  # a bad value is an error before any model loads
         model = load_model_folder(folder, folds)
         dev = resolve_device(device)
         networks, options, spec = [], {}, None

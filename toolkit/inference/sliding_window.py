@@ -25,7 +25,6 @@ averages; the difference with logit accumulation is below the argmax's sensitivi
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 from collections.abc import Iterator, Sequence
@@ -103,10 +102,6 @@ def _pad_to_patch(data: torch.Tensor, patch: Sequence[int]) -> tuple[torch.Tenso
     return F.pad(data, pad, mode="constant", value=0.0), crop
 
 
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    return autocast(resolve_inference_precision(precision, device.type), device.type)
-
-
 def _network_device(network: torch.nn.Module) -> torch.device:
     p = next(iter(network.parameters()), None)
     return p.device if p is not None else torch.device("cpu")
@@ -124,10 +119,10 @@ def _chunks(items: list, n: int) -> Iterator[list]:
 
 
 def _predict_tta(network: torch.nn.Module, x: torch.Tensor, variants: list[tuple[int, ...]],
-                 device: torch.device, precision: str = "auto") -> torch.Tensor:
+                 device: torch.device, policy: str = "fp32") -> torch.Tensor:
     """Softmax of a batch of windows averaged over the mirror passes: (B, K, *spatial) float32."""
     total = None
-    with _autocast(device, precision):
+    with autocast(policy, device.type):
         for axes in variants:
             dims = [a + 2 for a in axes]
             out = network(torch.flip(x, dims) if dims else x)
@@ -142,7 +137,7 @@ def _predict_tta(network: torch.nn.Module, x: torch.Tensor, variants: list[tuple
 
 
 def _auto_batch(network: torch.nn.Module, sample: torch.Tensor, device: torch.device, n_windows: int,
-                precision: str = "auto") -> int:
+                policy: str = "fp32") -> int:
     """Windows per forward pass. CPU: 1 (throughput per voxel does not grow with the batch there and
     the activations would multiply peak RSS). CUDA: as many as half the free memory holds, at most 8,
     measured from one probe forward pass."""
@@ -151,7 +146,7 @@ def _auto_batch(network: torch.nn.Module, sample: torch.Tensor, device: torch.de
     torch.cuda.synchronize(device)
     base = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
-    with _autocast(device, precision):
+    with autocast(policy, device.type):
         network(sample)
     per_window = max(1, torch.cuda.max_memory_allocated(device) - base)
     free, _ = torch.cuda.mem_get_info(device)
@@ -160,7 +155,7 @@ def _auto_batch(network: torch.nn.Module, sample: torch.Tensor, device: torch.de
 
 def _accumulate(network: torch.nn.Module, data: torch.Tensor, windows: list[tuple[slice, ...]],
                 gauss: torch.Tensor, is_2d: bool, variants: list[tuple[int, ...]], num_classes: int,
-                device: torch.device, results_device: torch.device, batch: int, precision: str = "auto"
+                device: torch.device, results_device: torch.device, batch: int, policy: str = "fp32"
                 ) -> torch.Tensor:
     """Run every window, accumulate weighted softmax and weights on ``results_device``, divide."""
     acc = torch.zeros((num_classes, *data.shape[1:]), dtype=torch.float32, device=results_device)
@@ -173,7 +168,7 @@ def _accumulate(network: torch.nn.Module, data: torch.Tensor, windows: list[tupl
         if is_2d:
             x = x[:, :, 0]
         try:
-            prob = _predict_tta(network, x, variants, device, precision)
+            prob = _predict_tta(network, x, variants, device, policy)
         except torch.cuda.OutOfMemoryError:
             if batch == 1:
                 raise
@@ -214,6 +209,7 @@ def sliding_window_predict(network: torch.nn.Module, data: torch.Tensor | np.nda
     windows = _windows(padded.shape[1:], patch3, (1.0, step, step) if is_2d else (step,) * 3)
     gauss = gaussian_importance_map(patch_size, device).reshape(patch3)
     variants = mirror_variants(mirror_axes)
+    policy = resolve_inference_precision(precision, device.type)  # once per case, not per window
     network.eval()
     with torch.inference_mode():
         if device.type == "cuda":
@@ -223,14 +219,13 @@ def sliding_window_predict(network: torch.nn.Module, data: torch.Tensor | np.nda
                 torch.cuda.empty_cache()  # windows are then copied to the GPU one batch at a time
         if batch_windows is None:
             probe = padded[(slice(None), *windows[0])].unsqueeze(0).to(device)
-            batch_windows = _auto_batch(network, probe[:, :, 0] if is_2d else probe, device, len(windows), precision)
+            batch_windows = _auto_batch(network, probe[:, :, 0] if is_2d else probe, device, len(windows), policy)
         args = (network, padded, windows, gauss, is_2d, variants, num_classes, device)
         try:
-            probs = _accumulate(*args, results_device=device, batch=batch_windows, precision=precision)
+            probs = _accumulate(*args, results_device=device, batch=batch_windows, policy=policy)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
-            probs = _accumulate(*args, results_device=torch.device("cpu"), batch=batch_windows,
-                                precision=precision)
+            probs = _accumulate(*args, results_device=torch.device("cpu"), batch=batch_windows, policy=policy)
     if tuple(probs.shape[1:]) == tuple(data.shape[1:]):
         return probs
     return probs[(slice(None), *crop)].contiguous()  # copy, so the padded buffer is freed

@@ -112,9 +112,8 @@ def differentiable_sum(tensor: Any) -> Any:
     """All-reduce (sum) that passes gradients back to every rank (batch Dice sums).
 
     y = sum_r x_r and every rank's loss depends on y, so dL/dx_r = sum_k dL_k/dy: the backward is
-    an all-reduce of the incoming gradient. Our own autograd function on the plain collective, not
-    ``torch.distributed.nn``'s (deprecated; its graph keeps the process group alive past
-    ``destroy_process_group`` and gloo then aborted a rank at exit: SIGABRT in CI).
+    an all-reduce of the incoming gradient. Our own autograd function on the plain collective:
+    ``torch.distributed.nn``'s equivalent is deprecated (it warns on every call).
     """
     return _all_reduce_sum_op().apply(tensor)
 

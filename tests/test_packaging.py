@@ -331,3 +331,75 @@ def test_package_without_engine_or_with_a_bad_interface_is_one_line(tiny_bundle,
     assert code == 2 and "invalid image tag" in err
     code, err = _segkit(["package-evaluation", "--challenge", "decathlon", "-t", "x:1"], capsys)
     assert code == 2 and "pass --dataset-json" in err
+
+
+class _FakeEngine:
+    """Just enough of docker's low-level API for the clean-up rule: images, tags, parents."""
+
+    def __init__(self, images: dict[str, dict]):
+        self.images = images  # short id -> {"tags": [...], "parent": short id or None}
+        self.api = self
+
+    def history(self, tag):
+        image = next(i for i, v in self.images.items() if tag in v["tags"])
+        chain = []
+        while image:
+            chain.append({"Id": f"sha256:{image}{'0' * 52}"})
+            image = self.images[image]["parent"]
+        return chain
+
+    def inspect_image(self, short):
+        from docker.errors import ImageNotFound
+
+        if short not in self.images:
+            raise ImageNotFound(short)
+        return {"RepoTags": self.images[short]["tags"]}
+
+    def remove_image(self, short):
+        from docker.errors import APIError
+
+        if any(v["parent"] == short for v in self.images.values()):
+            raise APIError(f"conflict: {short} has dependent child images")
+        parent = self.images.pop(short)["parent"]
+        while parent and not self.images[parent]["tags"] and not any(
+                v["parent"] == parent for v in self.images.values()):
+            parent = self.images.pop(parent)["parent"]
+
+    def info(self):
+        return {"DockerRootDir": "/var/lib/docker"}
+
+
+def _two_stage_engine() -> _FakeEngine:
+    img = {"base00000000": {"tags": ["base:1"], "parent": None}}
+    img.update({"inst1aaaaaaa": {"tags": [], "parent": "base00000000"},
+                "inst2aaaaaaa": {"tags": [], "parent": "inst1aaaaaaa"},
+                "fin1bbbbbbbb": {"tags": [], "parent": "base00000000"},
+                "fin2bbbbbbbb": {"tags": ["algo:1"], "parent": "fin1bbbbbbbb"}})
+    return _FakeEngine(img)
+
+
+def test_build_clean_up_drops_the_install_stage_and_keeps_base_and_final_image():
+    from toolkit.containers.build import drop_intermediates
+
+    engine = _two_stage_engine()
+    order = ["base00000000", "inst1aaaaaaa", "inst2aaaaaaa", "base00000000", "fin1bbbbbbbb", "fin2bbbbbbbb"]
+    assert drop_intermediates(engine, order, "algo:1") == 1  # the leaf; its parent goes with it
+    assert set(engine.images) == {"base00000000", "fin1bbbbbbbb", "fin2bbbbbbbb"}
+
+
+def test_failed_build_clean_up_never_removes_the_tagged_base():
+    from toolkit.containers.build import drop_intermediates
+
+    engine = _two_stage_engine()
+    del engine.images["fin2bbbbbbbb"], engine.images["fin1bbbbbbbb"]  # failed before the final stage
+    drop_intermediates(engine, ["base00000000", "inst1aaaaaaa", "inst2aaaaaaa"], None)
+    assert set(engine.images) == {"base00000000"}
+
+
+def test_full_disk_build_error_names_the_data_root_and_the_remedy():
+    from toolkit.containers.build import build_error
+
+    text = build_error(_two_stage_engine(), "write /opt/venv/x.so: no space left on device\n")
+    assert text.startswith("docker build failed: write /opt/venv/x.so") and "/var/lib/docker is full" in text
+    assert "docker image prune" in text
+    assert build_error(_two_stage_engine(), "COPY failed") == "docker build failed: COPY failed"

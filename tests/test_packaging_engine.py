@@ -62,11 +62,14 @@ def engine():
                               env={**os.environ, "SEGKIT_TEST_BASE_IMAGE": BASE})
         assert proc.returncode == 0, proc.stderr[-2000:]
         client = docker.from_env(timeout=600)
+        client.images.prune(filters={"dangling": True})  # layers a killed earlier run left behind
         yield client
     finally:
         for tag in (TAG, EVAL_TAG):  # vfs keeps full copies: free the disk
             with contextlib.suppress(docker.errors.ImageNotFound):
                 client and client.images.remove(tag, force=True)
+        if client is not None:  # anything a failed build of this run left behind
+            client.images.prune(filters={"dangling": True})
         if started:
             subprocess.run([str(ENGINE), "stop"], check=False)
             os.environ.pop("DOCKER_HOST", None)
@@ -79,11 +82,16 @@ def packaged(engine, phantom_dataset, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("pkg")
     bundle = make_tiny_bundle(phantom_dataset, tmp)
+    dangling = _dangling(engine)
     report = package(PackageOptions(
         bundle=bundle, challenge="kits19", tag=TAG, out=tmp / "image.tar.gz", device="cpu", base_image=BASE,
         test_input=phantom_dataset / "imagesTs", tta=False,
         overrides={"container.json_outputs": [{"slug": "volumes", "value": "volumes"}]}))
-    return {"report": report, "bundle": bundle, "tmp": tmp}
+    return {"report": report, "bundle": bundle, "tmp": tmp, "new_dangling": _dangling(engine) - dangling}
+
+
+def _dangling(client) -> set[str]:
+    return {image.id for image in client.images.list(filters={"dangling": True})}
 
 
 def test_package_builds_checks_self_tests_and_exports(packaged, engine):
@@ -99,6 +107,7 @@ def test_package_builds_checks_self_tests_and_exports(packaged, engine):
     with gzip.open(out) as gz, tarfile.open(fileobj=gz) as tar:
         manifest = json.load(tar.extractfile("manifest.json"))
     assert manifest[0]["RepoTags"] == [TAG]
+    assert not packaged["new_dangling"]  # the install stage's images (a venv with torch) were removed
 
 
 def _job(phantom_dataset: Path, root: Path, case: str) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import importlib.metadata as md
 import json
+import re
 import shutil
 import string
 import subprocess
@@ -164,25 +165,73 @@ def probe_base(client, image: str) -> dict[str, str]:
     return info
 
 
-def build_image(client, context: Path, tag: str, log=None) -> tuple[str, float]:
+def build_image(client, context: Path, tag: str, log=None, keep_cache: bool = False) -> tuple[str, float]:
     """Classic-builder build of ``context``; returns (image id, seconds). Build errors end the package.
 
     Labels are written into the Dockerfile rather than passed to the API, which would append a step
-    after the large layer (a full copy of the file system on vfs engines)."""
+    after the large layer (a full copy of the file system on vfs engines). Unless ``keep_cache``, the
+    build's own intermediate images that the final image does not need (the install stage: a venv with
+    torch, several GB on vfs engines) are removed afterwards, also when the build fails."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     start = time.perf_counter()
-    image_id = None
-    for chunk in client.api.build(path=str(context), tag=tag, rm=True, forcerm=True,
-                                  decode=True, pull=False):
-        if "error" in chunk:
-            raise SegkitError(f"docker build failed: {chunk['error'].strip()}", context / "Dockerfile")
-        if chunk.get("stream", "").strip():
-            log(chunk["stream"].rstrip())
-        if "aux" in chunk and "ID" in chunk["aux"]:
-            image_id = chunk["aux"]["ID"]
-    if image_id is None:
-        image_id = client.images.get(tag).id
+    image_id, made = None, []
+    try:
+        for chunk in client.api.build(path=str(context), tag=tag, rm=True, forcerm=True,
+                                      decode=True, pull=False):
+            if "error" in chunk:
+                raise SegkitError(build_error(client, chunk["error"]), context / "Dockerfile")
+            stream = chunk.get("stream", "")
+            if _STEP_IMAGE.match(stream):
+                made.append(stream.split()[-1])
+            if stream.strip():
+                log(stream.rstrip())
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+        if image_id is None:
+            image_id = client.images.get(tag).id
+    finally:
+        if not keep_cache:
+            removed = drop_intermediates(client, made, tag if image_id else None)
+            if removed:
+                log(f"removed {removed} intermediate build image(s) the final image does not use")
     return image_id, time.perf_counter() - start
+
+
+_STEP_IMAGE = re.compile(r"^ ---> [0-9a-f]{12}\s*$")
+
+
+def build_error(client, message: str) -> str:
+    """The engine's build error, with the remedy when its data root ran out of space."""
+    text = f"docker build failed: {message.strip()}"
+    if "no space left on device" in message:
+        try:
+            root = client.info().get("DockerRootDir", "the engine's data root")
+        except Exception:  # noqa: BLE001
+            root = "the engine's data root"
+        text += (f" ({root} is full; `docker image prune` frees unused layers, and vfs engines keep a full"
+                 " copy of the file system per layer)")
+    return text
+
+
+def drop_intermediates(client, image_ids: list[str], tag: str | None) -> int:
+    """Remove the untagged images among ``image_ids`` that ``tag``'s history does not contain; returns how many
+    removal calls succeeded. Leaves are removed first; the engine prunes their untagged parents with them.
+    Tagged images (the base) and images other images still depend on are left alone."""
+    from docker.errors import APIError
+
+    keep = {h["Id"].split(":")[-1] for h in client.api.history(tag)} if tag else set()
+    removed = 0
+    for short in reversed(dict.fromkeys(image_ids)):
+        if any(full.startswith(short) for full in keep):
+            continue
+        try:
+            if client.api.inspect_image(short).get("RepoTags"):
+                continue
+            client.api.remove_image(short)
+            removed += 1
+        except APIError:  # already pruned with a child, or still a parent of another image
+            continue
+    return removed
 
 
 def image_passwd(client, tag: str) -> str:

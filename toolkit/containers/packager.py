@@ -41,6 +41,7 @@ class PackageOptions:
     mem_limit: str = "16g"
     pip_args: tuple[str, ...] = ()
     context: Path | None = None  # keep the build context here (for inspection); default: temporary
+    keep_build_cache: bool = False  # keep the install stage's intermediate images (faster rebuilds, more disk)
 
 
 def log(line: str) -> None:
@@ -74,8 +75,8 @@ def _wheelhouse(client, base_image: str, dest: Path, names: tuple[str, ...], dev
     return info
 
 
-def _build_and_check(client, ctx: Path, tag: str, mode: str) -> dict[str, Any]:
-    image_id, seconds = build.build_image(client, ctx, tag, log)
+def _build_and_check(client, ctx: Path, tag: str, mode: str, keep_cache: bool) -> dict[str, Any]:
+    image_id, seconds = build.build_image(client, ctx, tag, log, keep_cache)
     inspect = client.api.inspect_image(tag)
     problems = static_problems(inspect, mode, build.image_passwd(client, tag))
     if problems:
@@ -131,7 +132,7 @@ def package(opts: PackageOptions) -> dict[str, Any]:
             opts.base_image, "toolkit.containers.entrypoint", not opts.weights_tarball, opts.mode == "invoke",
             labels=labels))
         build.readable_by_all(ctx)
-        report = {**_build_and_check(client, ctx, opts.tag, opts.mode), "python": base["python"],
+        report = {**_build_and_check(client, ctx, opts.tag, opts.mode, opts.keep_build_cache), "python": base["python"],
                   "wheelhouse_bytes": sum(p.stat().st_size for p in (ctx / "wheels").glob("*.whl"))}
     finally:
         if temporary:
@@ -157,7 +158,8 @@ def _self_test(client, opts: PackageOptions, interface: Interface) -> list[dict[
 
 def package_evaluation(challenge: str, tag: str, out: Path | None = None, base_image: str = build.DEFAULT_BASE_IMAGE,
                        overrides: dict[str, Any] | None = None, dataset_json: Path | None = None,
-                       tolerance_mm: float = 1.0, pip_args: tuple[str, ...] = ()) -> dict[str, Any]:
+                       tolerance_mm: float = 1.0, pip_args: tuple[str, ...] = (),
+                       keep_build_cache: bool = False) -> dict[str, Any]:
     """Build the evaluation image of a challenge (metrics.json from predictions.json + ground truth)."""
     from challenges.registry import get_adapter
 
@@ -181,7 +183,7 @@ def package_evaluation(challenge: str, tag: str, out: Path | None = None, base_i
         (ctx / "Dockerfile").write_text(build.render_dockerfile(
             base_image, "toolkit.containers.evaluation", False, False, "package-evaluation", labels))
         build.readable_by_all(ctx)
-        report = _build_and_check(client, ctx, tag, "run")
+        report = _build_and_check(client, ctx, tag, "run", keep_build_cache)
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
     if out is not None:

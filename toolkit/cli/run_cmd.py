@@ -14,7 +14,7 @@ from toolkit.cli.options import dataset_argument, precision_option, work_option
 @work_option
 @click.option("-c", "--config", "configs", multiple=True,
               help="Configuration(s) to train (repeatable; default: every planned one). "
-                   "Limited compute: -c 3d_fullres.")
+                   "A cascade brings its low-res stage. Limited compute: -c 3d_fullres.")
 @click.option("-f", "--fold", "folds", type=click.IntRange(min=0), multiple=True,
               help="Fold(s) to train (repeatable; default: all). Limited compute: -f 0.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per fold (default 1000).")

@@ -61,12 +61,13 @@ def _choose_configs(plans: dict[str, Any], opts: RunOptions, recipe: dict[str, A
     unknown = [c for c in wanted if c not in planned]
     if unknown:
         raise SegkitError(f"configuration(s) {', '.join(unknown)} not in the plans (planned: {', '.join(planned)})")
-    chosen = [c for c in planned if c in wanted]
-    for c in chosen:  # a cascade needs its previous stage trained on the same folds
+    wanted = list(wanted)
+    for c in list(wanted):  # a cascade needs its previous stage trained on the same folds
         prev = plans["configurations"][c].get("previous_stage")
-        if prev and prev not in chosen:
-            raise SegkitError(f"{c} needs {prev}: add `-c {prev}`")
-    return chosen
+        if prev and prev not in wanted:
+            log(f"[run] {c} needs {prev} trained on the same folds: training it too")
+            wanted.append(prev)
+    return [c for c in planned if c in wanted]
 
 
 def _trainer_options(opts: RunOptions, fold: int, recipe: dict[str, Any]):

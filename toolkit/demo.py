@@ -25,8 +25,8 @@ DEMO_EXTENT_MM = (48.0, 56.0, 56.0)  # small phantoms: the demo must finish in m
 class DemoOptions:
     n_train: int = 10
     folds: int = 5
-    epochs: int = 3
-    iters_per_epoch: int = 6
+    epochs: int = 10
+    iters_per_epoch: int = 25
     seed: int = 0
 
 

@@ -13,8 +13,8 @@ from toolkit.cli.options import work_option
 @work_option
 @click.option("--cases", default=10, show_default=True, type=click.IntRange(min=5), help="Phantom training cases.")
 @click.option("--folds", default=5, show_default=True, type=click.IntRange(min=2), help="Cross-validation folds.")
-@click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1), help="Epochs per fold.")
-@click.option("--iters-per-epoch", default=6, show_default=True, type=click.IntRange(min=1),
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1), help="Epochs per fold.")
+@click.option("--iters-per-epoch", default=25, show_default=True, type=click.IntRange(min=1),
               help="Training iterations per epoch.")
 @click.pass_context
 def demo(ctx: click.Context, work: Path | None, cases: int, folds: int, epochs: int, iters_per_epoch: int) -> None:

@@ -1,13 +1,13 @@
 """Learning at equal iterations: segkit vs nnunetv2, 3d_fullres, Hippocampus subset, fold 0, CPU.
 
 Usage: .venv/bin/python bench/train_vs_nnunet.py [--cases 60] [--epochs 20] [--iters 50] [--val-iters 10]
-                                                  [--precision auto|fp32|mixed] [--repeats 1]
+                                                  [--precision auto|fp32|mixed] [--repeats 1] [--first-seed 0]
 Both train ``epochs x iters`` iterations with the peer's patch and batch size and the same split,
 then predict the fold's validation cases with full inference settings; prints the mean foreground
 Dice of each (target: segkit >= nnunetv2 - 0.01) and the median seconds per epoch of ``iters``
 training + ``val_iters`` validation iterations, divided by ``iters`` (each tool's own epoch times).
-``--repeats N`` trains both N times (segkit with seeds 0..N-1; nnunetv2 seeds nothing) and compares
-the means. Both train with 0 augmentation workers, on the same torch 2.13 CPU build.
+``--repeats N`` trains both N times (segkit with seeds S..S+N-1, S = ``--first-seed``; nnunetv2 seeds nothing)
+and compares the means. Both train with 0 augmentation workers, on the same torch 2.13 CPU build.
 
 Measured 2026-11-27, 60 cases (48 train / 12 validation), 20 x 50 iterations, batch 2, 2 quiet Zen 4 cores:
   fp32:  segkit 0.8558 Dice, 0.81 s/iter | nnunetv2 0.8608 Dice, 0.83 s/iter -> -0.0050, 1.02x
@@ -85,14 +85,15 @@ def main() -> None:
     ap.add_argument("--val-iters", type=int, default=10)
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "mixed"],
                     help="segkit's training precision (auto: bf16 on CPUs with native bf16); nnunetv2 trains fp32 on CPU")
-    ap.add_argument("--repeats", type=int, default=1, help="train both this many times (segkit seeds 0..N-1)")
+    ap.add_argument("--repeats", type=int, default=1, help="train both this many times (segkit seeds S..S+N-1)")
+    ap.add_argument("--first-seed", type=int, default=0, help="S: segkit's first seed (more seeds after a first run)")
     ap.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "segkit_bench_hippo")
     args = ap.parse_args()
     paths = prepare(args.scratch, args.cases)
     bs = peer_plan(args.scratch)["batch_size"]
     total = args.epochs * args.iters
     ours, peer = [], []
-    for seed in range(args.repeats):
+    for seed in range(args.first_seed, args.first_seed + args.repeats):
         for stale in (paths["work"] / DATASET / "models", args.scratch / "nnunet_res" / DATASET):
             shutil.rmtree(stale, ignore_errors=True)  # validation outputs of an earlier run must not be reused
         ours.append(run_ours(paths, args.epochs, args.iters, args.val_iters, bs, args.precision, seed))

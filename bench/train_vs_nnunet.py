@@ -12,6 +12,9 @@ and compares the means. Both train with 0 augmentation workers, on the same torc
 Measured 2026-11-27, 60 cases (48 train / 12 validation), 20 x 50 iterations, batch 2, 2 quiet Zen 4 cores:
   fp32:  segkit 0.8558 Dice, 0.81 s/iter | nnunetv2 0.8608 Dice, 0.83 s/iter -> -0.0050, 1.02x
   bf16:  segkit 0.8545 Dice, 0.48 s/iter | nnunetv2 0.8602 Dice, 0.84 s/iter -> -0.0057, 1.77x
+  bf16, two more runs (--repeats 2 --first-seed 1): segkit 0.8570, 0.8585 | nnunetv2 0.8550, 0.8541
+        -> over all three bf16 runs segkit 0.8567 +- 0.0020, nnunetv2 0.8564 +- 0.0033 Dice (+0.0003),
+        0.46 vs 0.85 s/iter (1.83x); run-to-run spread of either tool is larger than their difference.
 In fp32 the step is the same network on the same torch: forward+backward take 0.737 s of our 0.746 s
 step, the batch 9 ms, so only the loader can differ (2.1x, loader_vs_nnunet.py) and it barely shows
 on CPU. bf16 autocast on a CPU with native bf16 (precision "auto") halves forward+backward.

@@ -403,3 +403,20 @@ def test_full_disk_build_error_names_the_data_root_and_the_remedy():
     assert text.startswith("docker build failed: write /opt/venv/x.so") and "/var/lib/docker is full" in text
     assert "docker image prune" in text
     assert build_error(_two_stage_engine(), "COPY failed") == "docker build failed: COPY failed"
+
+
+def test_failed_build_reports_its_own_error_when_the_clean_up_fails_too(tmp_path):
+    from toolkit.containers.build import build_image
+
+    class Gone(_FakeEngine):
+        def build(self, **kwargs):
+            yield {"stream": " ---> 0123456789ab\n"}  # a step image, as the classic builder prints it
+            yield {"error": "COPY failed: file not found"}
+
+        def inspect_image(self, short):
+            raise ConnectionError("engine went away")
+
+    logged: list[str] = []
+    with pytest.raises(SegkitError, match="docker build failed: COPY failed"):
+        build_image(Gone(_two_stage_engine().images), tmp_path, "algo:1", logged.append)
+    assert any("could not remove the intermediate build images (ConnectionError" in line for line in logged)

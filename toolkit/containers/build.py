@@ -191,10 +191,19 @@ def build_image(client, context: Path, tag: str, log=None, keep_cache: bool = Fa
             image_id = client.images.get(tag).id
     finally:
         if not keep_cache:
-            removed = drop_intermediates(client, made, tag if image_id else None)
-            if removed:
-                log(f"removed {removed} intermediate build image(s) the final image does not use")
+            _clean_up(client, made, tag if image_id else None, log)
     return image_id, time.perf_counter() - start
+
+
+def _clean_up(client, made: list[str], tag: str | None, log) -> None:
+    """Best effort: a clean-up failure (engine gone, say) is logged and never hides the build's outcome."""
+    try:
+        removed = drop_intermediates(client, made, tag)
+    except Exception as exc:  # noqa: BLE001
+        log(f"could not remove the intermediate build images ({type(exc).__name__}: {exc})")
+        return
+    if removed:
+        log(f"removed {removed} intermediate build image(s) the final image does not use")
 
 
 _STEP_IMAGE = re.compile(r"^ ---> [0-9a-f]{12}\s*$")

@@ -2,7 +2,7 @@
 
 ``make_tiny_bundle(dataset, tmp)`` fingerprints and plans the phantom dataset with the real commands,
 shrinks the ``3d_fullres`` plan to a three-stage U-Net (4-8-16 features, the planned patch), builds that network with a
-fixed torch seed, saves ``checkpoint_final.pt`` in the contract format for each requested fold, writes
+fixed torch seed, saves ``checkpoint_final.pt`` in the format of docs/interfaces.md "Model folder and checkpoints" for each requested fold, writes
 a hand-made ``selection.json`` and calls :func:`toolkit.bundle.make_bundle`. The segmentation head's
 weights are scaled up so that the untrained network is decisive (large logit gaps): predictions are
 then reproducible label for label across processes and machines, and not all background.
@@ -39,7 +39,7 @@ def spec_fields(spec: UNetSpec) -> dict:
 
 
 def save_checkpoint(net: torch.nn.Module, spec: UNetSpec, path: Path, config: str = CONFIG) -> None:
-    """A contract-format final checkpoint (loads with ``weights_only=True``)."""
+    """A final checkpoint as docs/interfaces.md "Model folder and checkpoints" describes it (loads with ``weights_only=True``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"network_weights": net.state_dict(), "optimizer_state": {}, "grad_scaler_state": None,
                 "epoch": 1, "logs": {}, "rng_state": {}, "config": config, "spec": spec_fields(spec),

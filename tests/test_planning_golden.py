@@ -1,7 +1,7 @@
-"""Golden tests: the configurations of method.md section 3 (from the paper's tables).
+"""Golden tests: the configurations of docs/method.md 3 (from the paper's tables).
 
 Fingerprints are built so that their per-case spacings/shapes reproduce the published medians and
-percentiles. Tolerances (method.md 3): patch within one divisibility step per axis, batch within a
+percentiles. Tolerances (docs/method.md 3): patch within one divisibility step per axis, batch within a
 factor 1.5; spacing rules and topology exact.
 """
 

@@ -1,4 +1,4 @@
-"""Every planning rule of method.md 1.3 on small hand-computed cases."""
+"""Every planning rule of docs/method.md 1.3 on small hand-computed cases."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Numeric precision of training and inference: fp32, or mixed precision where the hardware runs it natively.
 
-method.md 1.2 trains with automatic mixed precision on CUDA (fp16 autocast + a gradient scaler).
+docs/method.md 1.2 trains with automatic mixed precision on CUDA (fp16 autocast + a gradient scaler).
 We extend the same idea to CPUs that have native bfloat16 instructions (x86 ``avx512_bf16`` or
 ``amx_bf16``, e.g. AMD Zen 4, Intel Sapphire Rapids): bf16 autocast there made a Hippocampus training
 iteration 1.7x faster on 2 Zen 4 cores at the same Dice (0.81 -> 0.48 s, bench/train_vs_nnunet.py),

@@ -1,4 +1,4 @@
-"""The one work-directory layout (interfaces.md): every path the engine writes is named here."""
+"""The one work-directory layout (docs/interfaces.md "Work directory"): every path the engine writes is named here."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ def train(dataset: Path, config: str, fold: int, work: Path | None, epochs: int 
           iters_per_epoch: int | None, val_iters: int | None, batch_size: int | None, num_workers: int | None,
           save_every: int | None, device: str | None, resume: bool, seed: int | None,
           precision: str | None, skip_validation: bool, num_gpus: int | None) -> None:
-    """Train CONFIG on FOLD of DATASET's preprocessed data (method.md 1.2).
+    """Train CONFIG on FOLD of DATASET's preprocessed data (docs/method.md 1.2).
 
     Writes <WORK>/<dataset>/models/<config>/fold_<k>/ (checkpoints, training_log.txt, progress.png)
     and prints that folder on stdout when done. Ctrl-C saves the last completed epoch; --resume goes on.

@@ -1,4 +1,4 @@
-"""Dataset fingerprint (method.md 1.1): geometry, cropping and foreground intensities of the training set."""
+"""Dataset fingerprint (docs/method.md 1.1): geometry, cropping and foreground intensities of the training set."""
 
 from toolkit.fingerprint.extract import DEFAULT_SEED, assemble, compute_fingerprint, default_jobs
 

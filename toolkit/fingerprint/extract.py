@@ -1,4 +1,4 @@
-"""The dataset fingerprint (method.md 1.1), computed in parallel over the training cases.
+"""The dataset fingerprint (docs/method.md 1.1), computed in parallel over the training cases.
 
 One case per worker task (``-j`` workers, spawned so a parent that already imported torch is
 safe), results gathered in case order, so the fingerprint does not depend on scheduling. The JSON

@@ -1,4 +1,4 @@
-"""Foreground intensity statistics per channel from per-case samples (method.md 1.1).
+"""Foreground intensity statistics per channel from per-case samples (docs/method.md 1.1).
 
 nnU-Net v2 draws ``1e8 / n_cases`` foreground voxels per case *with replacement* and pools them, so
 every case weighs the same whatever its foreground size. We keep that weighting without

@@ -1,4 +1,4 @@
-"""The cascade's hand-over from the low-res stage to the full-res stage (method.md 1.3 "3D cascade").
+"""The cascade's hand-over from the low-res stage to the full-res stage (docs/method.md 1.3 "3D cascade").
 
 The low-res and full-res stages preprocess the same cropped region (cropping happens before
 resampling), so the low-res probabilities on the low-res preprocessed grid map onto the full-res

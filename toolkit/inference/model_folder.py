@@ -1,6 +1,6 @@
 """A trained configuration on disk: ``<WORK>/<ds>/models/<config>/`` with its folds' final checkpoints.
 
-A predictor needs nothing else (contracts.md): ``plans.json`` and ``dataset.json`` copies written when
+A predictor needs nothing else (docs/interfaces.md "Model folder and checkpoints"): ``plans.json`` and ``dataset.json`` copies written when
 training started, and ``fold_<k>/checkpoint_final.pt``. The configuration's name is the folder's name.
 Everything the user may get wrong (a missing file, a fold without a final checkpoint) is a
 :class:`SegkitError` naming the path.

@@ -135,6 +135,6 @@ class Predictor:
                           self.file_ending, save_probabilities=save_probabilities, labels=self.model.labels)
 
     def predict_case(self, image_paths: list[Path], case_id: str = "case") -> tuple[np.ndarray, dict[str, Any]]:
-        """Contract entry point: probabilities (K, z, y, x) at the plan's spacing + properties."""
+        """Entry point of docs/interfaces.md "Python API": probabilities (K, z, y, x) at the plan's spacing + properties."""
         case = self.preprocess(case_id, image_paths)
         return self.predict(case).float().cpu().numpy(), case.properties

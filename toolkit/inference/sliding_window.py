@@ -1,4 +1,4 @@
-"""Sliding-window prediction of one preprocessed case (method.md section 2).
+"""Sliding-window prediction of one preprocessed case (docs/method.md 2).
 
 Rules implemented here:
 - window = training patch; windows spread evenly with a step of ``step`` x patch (0.5 by default):

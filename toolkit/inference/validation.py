@@ -1,4 +1,4 @@
-"""A fold's validation predictions, run by the trainer at the end of training (method.md 1.4).
+"""A fold's validation predictions, run by the trainer at the end of training (docs/method.md 1.4).
 
 For every validation case of the fold (``<WORK>/<ds>/splits_final.json``), the fold's network predicts
 the preprocessed data with full inference settings (sliding window, step 0.5, mirroring TTA), exports

@@ -4,7 +4,7 @@ The planner's memory estimate (sum of all feature-map sizes) and the network tha
 both come from :class:`UNetSpec`, so the two can never disagree. This module imports no torch: the
 planner stays a pure, GPU-free function of the fingerprint.
 
-Conventions (method.md 1.2):
+Conventions (docs/method.md 1.2):
 - stage ``s`` has ``features_per_stage[s]`` channels and two conv blocks (conv -> IN -> LeakyReLU);
   the first conv of stage ``s > 0`` has stride ``strides[s]`` (stage 0 has stride 1);
 - the decoder mirrors stages ``n-2 .. 0``: transposed conv (kernel = stride) up to the stage's

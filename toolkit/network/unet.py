@@ -1,4 +1,4 @@
-"""The plain U-Net of method.md 1.2, built from a :class:`UNetSpec` and nothing else.
+"""The plain U-Net of docs/method.md 1.2, built from a :class:`UNetSpec` and nothing else.
 
 Every layer size comes from the spec, so ``sum(p.numel())`` equals ``spec.num_parameters()`` and
 the conv/transposed-conv/head outputs of a forward pass sum to ``spec.feature_map_voxels(patch)``
@@ -92,5 +92,5 @@ def _init_he(module: nn.Module) -> None:
 
 
 def build_network(spec: UNetSpec) -> UNet:
-    """The torch U-Net for ``spec`` (contract: toolkit.network.unet.build_network)."""
+    """The torch U-Net for ``spec`` (docs/interfaces.md "Network")."""
     return UNet(spec)

@@ -1,4 +1,4 @@
-"""The self-configuring planner: pure functions from a dataset fingerprint to plans.json (method.md 1.3).
+"""The self-configuring planner: pure functions from a dataset fingerprint to plans.json (docs/method.md 1.3).
 
 Imports neither torch nor any GPU code path; planning all configurations takes well under a second.
 """

@@ -1,4 +1,4 @@
-"""Cascade trigger and the low-resolution spacing search (method.md 1.3, "3D cascade").
+"""Cascade trigger and the low-resolution spacing search (docs/method.md 1.3 "3D cascade").
 
 A low-res spacing is searched whenever the full-res patch covers less than 25% of the median image.
 Starting from the full-res target spacing, the spacing grows by 1% per step (only the finer axes

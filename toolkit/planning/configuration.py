@@ -3,7 +3,7 @@
 Memory is estimated as the per-sample sum of all feature-map voxels of the planned network, taken
 from :meth:`toolkit.network.architecture.UNetSpec.feature_map_voxels` (the same description that
 builds the torch network), and compared with a reference value known to fit the reference GPU at a
-reference batch size (method.md 1.3). The budget scales linearly with ``gpu_memory_gb``:
+reference batch size (docs/method.md 1.3). The budget scales linearly with ``gpu_memory_gb``:
 batch ``b`` fits when ``b * estimate <= reference * reference_batch * gpu_memory_gb / 8``.
 
 Batch size: the patch is shrunk until batch 2 fits; if no shrink was needed the batch grows into

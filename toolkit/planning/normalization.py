@@ -1,4 +1,4 @@
-"""Normalisation scheme per channel (method.md 1.3, "Normalisation").
+"""Normalisation scheme per channel (docs/method.md 1.3 "Normalisation").
 
 A channel named CT (case-insensitive) uses the dataset-wide foreground statistics (clip to the
 0.5/99.5 percentiles, subtract the mean, divide by the std); every other channel is z-scored per

@@ -1,4 +1,4 @@
-"""From a dataset fingerprint to plans.json: every inferred parameter of method.md 1.3.
+"""From a dataset fingerprint to plans.json: every inferred parameter of docs/method.md 1.3.
 
 :func:`plan_experiment` is a pure function of the fingerprint, the dataset description and the GPU
 memory budget. It returns the plans and the rule trace (``--explain``): the rules append one line

@@ -1,4 +1,4 @@
-"""The planner's fixed numbers, as data (method.md 1.3; nnU-Net v2's ExperimentPlanner values).
+"""The planner's fixed numbers, as data (docs/method.md 1.3; nnU-Net v2's ExperimentPlanner values).
 
 Every rule in :mod:`toolkit.planning` reads its thresholds from :class:`PlannerSettings`, so a
 variant planner is a different settings object, never a subclass.
@@ -30,7 +30,7 @@ class PlannerSettings:
     # cascade
     lowres_creation_threshold: float = 0.25  # search a low-res spacing while the patch covers < 25%
     lowres_min_size_ratio: float = 2.0  # keep low-res only if its median image has <= 1/2 the voxels
-    lowres_spacing_step: float = 1.01  # +1% per step (method.md; nnU-Net v2 uses 3%)
+    lowres_spacing_step: float = 1.01  # +1% per step (docs/method.md 1.3 "3D cascade"; nnU-Net v2 uses 3%)
     lowres_max_steps: int = 5000
     # normalisation
     mask_for_norm_relative_size: float = 0.75

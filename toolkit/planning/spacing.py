@@ -1,4 +1,4 @@
-"""Target spacing and the median image shape at a spacing (method.md 1.3, "Target spacing").
+"""Target spacing and the median image shape at a spacing (docs/method.md 1.3 "Target spacing").
 
 The target is the per-axis median of the case spacings. On anisotropic datasets (the coarsest axis
 is more than ``anisotropy_threshold`` x coarser than every other axis AND has fewer than

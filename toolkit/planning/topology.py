@@ -1,11 +1,11 @@
-"""Network topology from a patch size and a spacing (method.md 1.3, "Topology").
+"""Network topology from a patch size and a spacing (docs/method.md 1.3 "Topology").
 
 Pooling: repeatedly halve the axes whose current spacing is within ``pool_spacing_ratio`` (2x) of the
 finest current spacing among the axes still large enough (feature map >= 2 x min edge, i.e. 8
 voxels, so it never goes below 4); a lone eligible axis needs >= 3 x min edge (12 voxels).
 Kernels: 1 along an axis while its current spacing is >= 2x the finest (pseudo-2D on anisotropic
 data), otherwise 3, and once 3 it stays 3. The rule is applied at the bottleneck too (nnU-Net v2
-always uses 3 there; method.md's rule is stated per stage, and it wins). The patch is padded up to
+always uses 3 there; the rule of docs/method.md 1.3 "Topology" is stated per stage, and it wins). The patch is padded up to
 a multiple of 2^(poolings) per axis.
 """
 

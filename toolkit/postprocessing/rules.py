@@ -1,4 +1,4 @@
-"""The two-step largest-component postprocessing rule (method.md 1.4), decided on CV predictions.
+"""The two-step largest-component postprocessing rule (docs/method.md 1.4), decided on CV predictions.
 
 (a) Keep only the largest connected component of the union of all foreground classes. Accepted if
     the foreground mean Dice improves and no class' mean Dice gets worse.

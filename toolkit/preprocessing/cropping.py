@@ -1,4 +1,4 @@
-"""Crop a case to the bounding box of its non-zero region (method.md 1.1).
+"""Crop a case to the bounding box of its non-zero region (docs/method.md 1.1).
 
 The mask is the union over channels of ``!= 0`` with holes filled, so dark structures inside the body
 (air in the lungs, CSF) are never cut away. The bounding box is remembered so that predictions can

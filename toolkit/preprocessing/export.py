@@ -1,7 +1,7 @@
 """Predictions back to the raw image: resample, argmax, paste, write with the input's exact geometry.
 
 Probabilities (K, z, y, x) at the plan's spacing are resampled to the cropped original shape
-(linear, nearest along the separate-z axis, method.md 1.3), arg-maxed, mapped from channel index to
+(linear, nearest along the separate-z axis, docs/method.md 1.3), arg-maxed, mapped from channel index to
 label value, pasted into the uncropped volume (background outside the crop box) and written with
 the geometry recorded at preprocessing time, so the file overlays the input exactly.
 
@@ -134,7 +134,7 @@ def resample_probabilities_to_original(probabilities: Any, properties: dict, pla
                                        backend: str = "auto") -> np.ndarray:
     """(K, z, y, x) float32 probabilities on the original, uncropped grid (background 1 outside the box).
 
-    ``config`` is accepted for the contract's symmetry; the spacings come from ``properties``.
+    ``config`` is accepted for the signature of docs/interfaces.md "Python API"; the spacings come from ``properties``.
     """
     _check_shape(probabilities, properties)
     geometry, spacing, new_spacing, threshold = _geometry_and_spacings(properties, plans)

@@ -1,4 +1,4 @@
-"""Intensity normalisation per channel (method.md 1.3 "Normalisation").
+"""Intensity normalisation per channel (docs/method.md 1.3 "Normalisation").
 
 Runs on the cropped image before resampling, as nnU-Net does, so that the non-zero mask used by
 masked z-score still fits the image voxel for voxel.

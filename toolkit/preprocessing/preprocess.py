@@ -3,7 +3,7 @@
 Order of operations (as nnU-Net): crop to the non-zero box -> normalise (the mask still fits the
 image voxel for voxel) -> resample image (cubic) and label (one-hot linear + argmax) to the plan's
 spacing with the separate-z rule -> sample up to 10,000 voxel locations per foreground label.
-The properties returned are everything export needs to go back to the raw grid (see contracts).
+The properties returned are everything export needs to go back to the raw grid (docs/interfaces.md "Preprocessed cases").
 
 Choices written down here because the spec is silent:
 - The plan's spacings are in the input's (z, y, x) order, so preprocessing keeps that order; a

@@ -1,4 +1,4 @@
-"""Resampling between the raw grid and the plan's spacing (method.md 1.3 "Resampling").
+"""Resampling between the raw grid and the plan's spacing (docs/method.md 1.3 "Resampling").
 
 Every interpolation here is a tensor product of 1D kernels, so it is done one axis at a time:
 a cubic B-spline (order 3) costs 4 taps per axis and output voxel instead of 64 for a full 3D

@@ -2,7 +2,7 @@
 
 Each fold's validation saved ``<case>.npz`` with ``probabilities`` (K, z, y, x) already in the
 original image grid, so an ensemble is an average, an argmax and a label lookup per case; no model
-runs again. Channel i maps to label value ``[0] + sorted foreground labels`` (plans.json contract).
+runs again. Channel i maps to label value ``[0] + sorted foreground labels`` (docs/interfaces.md "plans.json").
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 from toolkit.evaluation.evaluate import list_label_files
 from toolkit.workdir import WorkDir
 
-# Simplest first: a tie in score goes to the earlier entry (method.md 1.4, "the simpler model").
+# Simplest first: a tie in score goes to the earlier entry (docs/method.md 1.4, "the simpler model").
 CONFIG_ORDER = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
 
 

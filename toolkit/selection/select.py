@@ -1,4 +1,4 @@
-"""Model selection from cross-validation (method.md 1.4), written to ``<WORK>/<dataset>/selection.json``.
+"""Model selection from cross-validation (docs/method.md 1.4), written to ``<WORK>/<dataset>/selection.json``.
 
 1. Each configuration's validation predictions of all present folds are gathered into ``cv/<config>/``
    and evaluated together (``summary.json``).

@@ -1,4 +1,4 @@
-"""The augmentation pipeline of method.md 1.2 on one sample, with an explicit random generator.
+"""The augmentation pipeline of docs/method.md 1.2 on one sample, with an explicit random generator.
 
 Order: rotation+scaling (with the centre crop from the larger sample to the final patch),
 Gaussian noise, Gaussian blur, brightness, contrast, low-resolution simulation, gamma, gamma on
@@ -7,7 +7,7 @@ U-Net and for 3D patches whose largest edge is >= 3x their smallest ("dummy 2D")
 simulation then leaves z alone, as the reference does. The transforms live in
 ``toolkit.training.transforms`` (spatial: torch grid_sample; see there for interpolation orders).
 
-Choices where method.md is silent (taken from the reference implementation, written down here):
+Choices where the paper (docs/method.md 5) is silent (taken from the reference implementation, written down here):
 - a 2D patch counts as anisotropic (rotation U(-15, 15) instead of U(-180, 180)) when its longer
   edge exceeds 1.5x its shorter one;
 - the sample size that the loader draws is the bounding box of the final patch rotated by the
@@ -31,7 +31,7 @@ from toolkit.training.transforms.spatial import crop_window, draw_matrix, rotati
 
 ANISOTROPY_RATIO = 3.0
 SAMPLE_SCALE_MIN = 0.85
-# (probability per sample, parameters) of the intensity steps, method.md 1.2 steps 2-7
+# (probability per sample, parameters) of the intensity steps, docs/method.md 1.2 steps 2-7
 P_NOISE, NOISE_STD = 0.15, (0.0, 0.1)
 P_BLUR, P_BLUR_CHANNEL, BLUR_SIGMA = 0.2, 0.5, (0.5, 1.5)
 P_BRIGHTNESS, BRIGHTNESS = 0.15, (0.7, 1.3)
@@ -51,7 +51,7 @@ class SpatialPlan:
 
 
 def spatial_plan(patch_size: tuple[int, ...]) -> SpatialPlan:
-    """Rotation range and 2D/3D mode of the spatial augmentation (method.md 1.2, step 1)."""
+    """Rotation range and 2D/3D mode of the spatial augmentation (docs/method.md 1.2, step 1)."""
     deg = np.pi / 180
     ndim = len(patch_size)
     if ndim == 2:

@@ -8,8 +8,8 @@ indices in the 3d_fullres preprocessed grid (upsampled with the same function pr
 memory-mapped by the loader like the image (a compressed .npz would be decompressed whole for every
 patch). The loader crops it with the same box as the image, and the augmentation moves it with the
 label through the spatial transform and mirroring. Afterwards it becomes a one-hot block of
-``num_classes`` channels (background included, contract "Network") appended to the image channels,
-and is corrupted as method.md 1.2 prescribes so the full-res stage learns to correct the low-res one:
+``num_classes`` channels (background included, docs/interfaces.md "Network") appended to the image channels,
+and is corrupted as docs/method.md 1.2 prescribes so the full-res stage learns to correct the low-res one:
 - with p 0.4 per sample, each foreground channel (random order) gets a binary operator (dilation,
   erosion, opening or closing) with a ball of radius U(1, 8) voxels; voxels a channel gains are
   taken away from the other channels;

@@ -1,4 +1,4 @@
-"""Checkpoints (contract "Model folder and checkpoints"): atomic writes, weights_only loading, RNG.
+"""Checkpoints (docs/interfaces.md "Model folder and checkpoints"): atomic writes, weights_only loading, RNG.
 
 A checkpoint holds only tensors, strings, numbers, lists and dicts, so ``torch.load(...,
 weights_only=True)`` reads it: numpy's and Python's RNG states are converted to lists/tensors.

@@ -1,4 +1,4 @@
-"""Training loss (method.md 1.2): cross-entropy + soft Dice, deep-supervision weighted.
+"""Training loss (docs/method.md 1.2): cross-entropy + soft Dice, deep-supervision weighted.
 
 - Soft Dice is computed on softmax probabilities against the one-hot target, background excluded,
   ``(2 I + smooth) / (P + G + smooth)`` with smooth 1e-5, averaged over foreground classes and

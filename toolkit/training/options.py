@@ -1,4 +1,4 @@
-"""Trainer options: plain data (method.md 1.2 defaults), stored in every checkpoint.
+"""Trainer options: plain data (docs/method.md 1.2 defaults), stored in every checkpoint.
 
 Variants of the trainer are different option values, never subclasses. ``None`` means "derive":
 batch size from the plan, workers from the CPU count and device, batch Dice from the plan.

@@ -1,4 +1,4 @@
-"""Random patches from preprocessed cases, with the foreground oversampling rule (method.md 1.2).
+"""Random patches from preprocessed cases, with the foreground oversampling rule (docs/method.md 1.2).
 
 Rules (reference data loader, re-derived):
 - cases are drawn uniformly with replacement;

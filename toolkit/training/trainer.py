@@ -1,4 +1,4 @@
-"""Train one configuration on one fold (method.md 1.2): the loop, checkpoints, resume, interruption.
+"""Train one configuration on one fold (docs/method.md 1.2): the loop, checkpoints, resume, interruption.
 
 - SGD Nesterov (momentum 0.99, lr 0.01, weight decay 3e-5), poly schedule set at each epoch start,
   gradient-norm clipping at 12, mixed precision per ``options.precision`` (precision.py: fp16 +
@@ -61,7 +61,7 @@ def configure_threads(device: torch.device, num_workers: int, ranks: int = 1) ->
 
 
 def run_final_validation(fold_dir: Path, dataset_root: Path, device: str) -> None:
-    """Predict the fold's validation cases with full inference settings (method.md 1.4)."""
+    """Predict the fold's validation cases with full inference settings (docs/method.md 1.4)."""
     from toolkit.inference.validation import predict_validation
 
     predict_validation(fold_dir, dataset_root, device=device)

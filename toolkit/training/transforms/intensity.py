@@ -1,4 +1,4 @@
-"""Intensity augmentations of method.md 1.2 (steps 2-5 and 7) on one sample, in place where possible.
+"""Intensity augmentations of docs/method.md 1.2 (steps 2-5 and 7) on one sample, in place where possible.
 
 Semantics are batchgenerators v1's (which the previous loader composed), re-implemented on an
 explicit generator: noise std U(0, 0.1) shared by all channels (v1 names it "variance"), blur

@@ -1,4 +1,4 @@
-"""Low-resolution simulation (method.md 1.2, step 6): nearest downsample by U(1, 2), cubic upsample back.
+"""Low-resolution simulation (docs/method.md 1.2, step 6): nearest downsample by U(1, 2), cubic upsample back.
 
 Exactly batchgenerators v1's ``augment_linear_downsampling_scipy`` as the previous loader configured
 it (skimage ``resize``: order 0 down, order 3 up, mode 'edge', no anti-aliasing, output clipped to the

@@ -1,4 +1,4 @@
-"""Rotation + scaling + centre crop in one resampling (method.md 1.2, step 1).
+"""Rotation + scaling + centre crop in one resampling (docs/method.md 1.2, step 1).
 
 Geometry (batchgenerators v1's ``augment_spatial``, which the previous loader used, kept exactly):
 an output voxel ``i`` of the final patch ``P`` samples the drawn (larger) sample ``S`` at
@@ -8,7 +8,7 @@ is a plain centre crop at ``(S - P) // 2`` and nothing is resampled (the loader 
 window from disk, see :func:`crop_window`).
 
 Interpolation: images are sampled linearly (``torch.nn.functional.grid_sample``, trilinear/bilinear,
-zeros outside). method.md is silent on the order; the reference implementation, nnU-Net v2
+zeros outside). The paper (docs/method.md 5) is silent on the order; the reference implementation, nnU-Net v2
 (batchgeneratorsv2 ``SpatialTransform``, mode_image='bilinear'), also samples images linearly during
 augmentation (batchgenerators v1's cubic splines plus prefilter were the old loader's main cost).
 Labels are resampled as both v1 (order 1) and v2 (mode_seg='bilinear') do: each label's indicator

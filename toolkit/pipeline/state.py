@@ -4,7 +4,10 @@
 ``{"status": waiting|running|failed|finished, "job_id", "attempts", "error", "updated"}``. Only the
 process that runs or submits the jobs writes it (atomically). ``segkit status`` reads it together with
 the model folders: a fold with ``checkpoint_final.pt`` and its validation summary is finished whatever
-the file says; the epoch reached comes from ``training_log.txt`` (no torch import).
+the file says; otherwise a live trainer's ``progress.json`` (training/progress_record.py, written also
+by a plain ``segkit train``) makes the fold ``training`` or ``validating``, and a dead or stopped
+trainer's record makes a fold no job knows ``interrupted`` (or ``failed``). The epoch reached comes from
+that record, else from ``training_log.txt`` (no torch import).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.io.atomic import atomic_write_json, read_json
+from toolkit.training.progress_record import LIVE_STATES, fold_activity
 from toolkit.workdir import WorkDir
 
 STATUSES = ("waiting", "running", "failed", "finished")
+FOLD_STATUSES = ("training", "validating", "interrupted")  # from a fold's progress.json
 STATE_FILE = "jobs.json"
 
 
@@ -78,23 +83,27 @@ def status_rows(wd: WorkDir) -> list[dict[str, Any]]:
             key = train_key(fold_dir.parent.name, int(fold_dir.name.split("_")[1]))
             if key not in keys:
                 keys.append(key)
-    rows = []
-    for key in keys:
-        entry, parsed = state.jobs.get(key), parse_train_key(key)
-        status = entry["status"] if entry else "waiting"
-        epoch = None
-        if parsed:
-            fold_dir = wd.model(*parsed)
-            epoch = last_epoch(fold_dir)
-            if fold_finished(fold_dir):
-                status = "finished"
-            elif entry is None and (fold_dir / "checkpoint_latest.pt").is_file():
-                status = "waiting"  # interrupted: the next run resumes it
-        if key == "select" and wd.selection.is_file():
+    return [_row(wd, key, state.jobs.get(key)) for key in keys]
+
+
+def _row(wd: WorkDir, key: str, entry: dict[str, Any] | None) -> dict[str, Any]:
+    """One job's row: the state file, overruled by the files (finished) and a trainer's progress record."""
+    status, parsed = (entry["status"] if entry else "waiting"), parse_train_key(key)
+    epoch, note = None, None
+    if parsed:
+        fold_dir = wd.model(*parsed)
+        epoch, activity = last_epoch(fold_dir), fold_activity(fold_dir)
+        if fold_finished(fold_dir):
             status = "finished"
-        rows.append({"job": key, "status": status, "job_id": (entry or {}).get("job_id"), "epoch": epoch,
-                     "attempts": (entry or {}).get("attempts", 0), "error": (entry or {}).get("error")})
-    return rows
+        elif activity and (activity["status"] in LIVE_STATES or entry is None):
+            status, epoch, note = activity["status"], activity["epoch"], activity["note"]
+        elif entry is None and (fold_dir / "checkpoint_latest.pt").is_file():
+            status = "waiting"  # interrupted: the next run resumes it
+    if key == "select" and wd.selection.is_file():
+        status = "finished"
+    error = (entry or {}).get("error") if status in STATUSES else None
+    return {"job": key, "status": status, "job_id": (entry or {}).get("job_id"), "epoch": epoch,
+            "attempts": (entry or {}).get("attempts", 0), "error": error, "note": note}
 
 
 def format_status(rows: list[dict[str, Any]], executor: str | None) -> str:
@@ -102,10 +111,11 @@ def format_status(rows: list[dict[str, Any]], executor: str | None) -> str:
         return "no jobs yet (run `segkit run` first)"
     width = max(len(r["job"]) for r in rows)
     lines = [f"executor: {executor or 'local'}",
-             f"{'job'.ljust(width)}  {'status':<9} {'job id':<10} {'epoch':<10} attempts"]
+             f"{'job'.ljust(width)}  {'status':<11} {'job id':<10} {'epoch':<10} attempts"]
     for r in rows:
-        lines.append(f"{r['job'].ljust(width)}  {r['status']:<9} {str(r['job_id'] or '-'):<10} "
-                     f"{r['epoch'] or '-':<10} {r['attempts']}" + (f"  ({r['error']})" if r["error"] else ""))
-    counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
-    lines.append(", ".join(f"{n} {s}" for s, n in counts.items()))
+        extra = "; ".join(x for x in (r.get("note"), r["error"]) if x)
+        lines.append(f"{r['job'].ljust(width)}  {r['status']:<11} {str(r['job_id'] or '-'):<10} "
+                     f"{r['epoch'] or '-':<10} {r['attempts']}" + (f"  ({extra})" if extra else ""))
+    counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES + FOLD_STATUSES}
+    lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n or s in STATUSES))
     return "\n".join(lines)

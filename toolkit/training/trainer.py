@@ -5,7 +5,9 @@
   GradScaler on CUDA as the method says; bf16 autocast on CPUs with native bf16).
 - Each epoch: ``iters_per_epoch`` augmented training batches, ``val_iters`` un-augmented validation
   patches (loss + TP/FP/FN of the argmax -> per-class pseudo-Dice and its EMA), one log line on
-  stderr and in ``training_log.txt``, ``progress.png`` redrawn.
+  stderr and in ``training_log.txt`` (with the fold's ETA), ``progress.png`` redrawn. On a terminal a
+  tqdm bar shows the epoch's iterations (progress_bar.py); ``progress.json`` tells ``segkit status``
+  that the fold is training (progress_record.py).
 - At every epoch end the full training state is copied to CPU memory; ``checkpoint_latest.pt`` is
   written from it every ``save_every`` epochs and when SIGINT/SIGTERM arrives (the run stops after
   the current iteration and saves the state of the last *completed* epoch, so a resumed run repeats
@@ -39,6 +41,8 @@ from toolkit.training import distributed as dist
 from toolkit.training.loss import deep_supervision_loss, default_batch_dice, pseudo_dice, tp_fp_fn
 from toolkit.training.options import TrainerOptions, cpu_count, default_num_workers, poly_lr
 from toolkit.training.progress import empty_logs, epoch_line, plot_progress
+from toolkit.training.progress_bar import FoldClock, epoch_bar, eta_text
+from toolkit.training.progress_record import ProgressRecord
 from toolkit.training.sampling import shard_indices
 from toolkit.training.setup import TrainingSetup
 
@@ -108,6 +112,8 @@ class Trainer:
         self.epoch, self.logs = 0, empty_logs()
         self._stop = False
         self.fold_dir = setup.fold_dir
+        self.clock = FoldClock(options.iters_per_epoch, options.epochs, 0)  # both replaced by run()
+        self.record = ProgressRecord(self.fold_dir, 0, options.epochs, enabled=False)
 
     # ----------------------------------------------------------------- state
     def state(self) -> dict[str, Any]:
@@ -179,20 +185,15 @@ class Trainer:
         lr = poly_lr(o.lr, self.epoch, o.epochs, o.poly_exponent)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.network.train()
-        losses = []
-        for batch in train_loader.batches(self.epoch, o.iters_per_epoch):
-            losses.append(self.train_step(batch))
-            if self._should_stop():
+        with epoch_bar(self.epoch, o.epochs, o.iters_per_epoch, self.ctx.is_main) as bar:
+            losses = self._train_iterations(train_loader, bar)
+            if losses is None:
                 return False
-        self.network.eval()
-        val_losses, counts = [], torch.zeros(3, self.setup.num_classes - 1, dtype=torch.float64)
-        for batch in val_loader.batches(self.epoch, o.val_iters):
-            loss, c = self.val_step(batch)
-            val_losses.append(loss)
-            counts += c
-            if self._should_stop():
-                return False
+            bar.set_postfix_str(f"validating, {eta_text(self.clock.eta(self.epoch, o.iters_per_epoch))}")
+            validated = self._validate(val_loader)
+        if validated is None:
+            return False
+        val_losses, counts = validated
         dice = pseudo_dice(counts)
         mean = float(np.mean(dice)) if dice else 0.0
         ema_prev = self.logs["ema_fg_dice"][-1] if self.logs["ema_fg_dice"] else mean
@@ -203,6 +204,32 @@ class Trainer:
             self.logs[key].append(value)
         self.epoch += 1
         return True
+
+    def _train_iterations(self, loader, bar) -> list[float] | None:
+        """The epoch's training steps (loss and the fold's ETA on the bar); None if a stop was requested."""
+        self.network.train()
+        losses: list[float] = []
+        for i, batch in enumerate(loader.batches(self.epoch, self.options.iters_per_epoch), 1):
+            losses.append(self.train_step(batch))
+            eta = self.clock.eta(self.epoch, i)
+            self.record.update(eta_at=None if eta is None else time.time() + eta)
+            bar.set_postfix_str(f"loss {losses[-1]:.4f}, {eta_text(eta)}", refresh=False)
+            bar.update(1)
+            if self._should_stop():
+                return None
+        return losses
+
+    def _validate(self, loader) -> tuple[list[float], torch.Tensor] | None:
+        """Validation patches: losses and summed TP/FP/FN; None if a stop was requested."""
+        self.network.eval()
+        val_losses, counts = [], torch.zeros(3, self.setup.num_classes - 1, dtype=torch.float64)
+        for batch in loader.batches(self.epoch, self.options.val_iters):
+            loss, c = self.val_step(batch)
+            val_losses.append(loss)
+            counts += c
+            if self._should_stop():
+                return None
+        return val_losses, counts
 
     def _should_stop(self) -> bool:
         """A stop request on any rank stops every rank after the same iteration."""
@@ -226,6 +253,23 @@ class Trainer:
         if resume:
             self.load_state(ckpt.load_checkpoint(self.fold_dir / LATEST))
             self._log(f"resumed from {self.fold_dir / LATEST} at epoch {self.epoch}")
+        o = self.options
+        self.clock = FoldClock(o.iters_per_epoch, o.epochs, self.epoch)
+        self.record = ProgressRecord(self.fold_dir, self.epoch, o.epochs, enabled=main)
+        with self.record.running():
+            snapshot = self._train_epochs()
+            if not main:
+                return self.fold_dir
+            ckpt.save_checkpoint(self.fold_dir / LATEST, snapshot)
+            ckpt.save_checkpoint(self.fold_dir / FINAL, snapshot)
+            if o.final_validation:
+                self.record.update(write=True, state="validating", eta_at=None)
+                run_final_validation(self.fold_dir, self.setup.dataset_root, str(self.device))
+        return self.fold_dir
+
+    def _train_epochs(self) -> dict[str, Any]:
+        """The epoch loop; returns the CPU copy of the last state (what the checkpoints hold)."""
+        main = self.ctx.is_main
         snapshot = ckpt.to_cpu(self.state())
         with self._loaders() as (train_loader, val_loader), self._signals():
             while self.epoch < self.options.epochs:
@@ -234,19 +278,15 @@ class Trainer:
                         ckpt.save_checkpoint(self.fold_dir / LATEST, snapshot)
                     self._log(f"interrupted: saved the state after epoch {snapshot['epoch']} to {LATEST}")
                     raise KeyboardInterrupt
-                self._log(epoch_line(self.logs, self.epoch, self.options.epochs))
+                eta = self.clock.eta(self.epoch, 0)
+                self._log(epoch_line(self.logs, self.epoch, self.options.epochs, eta))
+                self.record.update(write=True, epoch=self.epoch, eta_at=time.time() + (eta or 0.0))
                 snapshot = ckpt.to_cpu(self.state()) if main else snapshot
                 if main:
                     plot_progress(self.logs, self.fold_dir / "progress.png")
                     if self.epoch % self.options.save_every == 0:
                         ckpt.save_checkpoint(self.fold_dir / LATEST, snapshot)
-        if not main:
-            return self.fold_dir
-        ckpt.save_checkpoint(self.fold_dir / LATEST, snapshot)
-        ckpt.save_checkpoint(self.fold_dir / FINAL, snapshot)
-        if self.options.final_validation:
-            run_final_validation(self.fold_dir, self.setup.dataset_root, str(self.device))
-        return self.fold_dir
+        return snapshot
 
     # ----------------------------------------------------------------- edges
     def _write_model_metadata(self) -> None:

@@ -66,7 +66,13 @@ def test_multichannel_crop_uses_union_of_channels(tmp_path):
     assert props["shape_before_crop"] == [12, 20, 20] and props["shape_after_crop"] == [6, 11, 10]
     assert data.shape == (2, 6, 11, 10) and seg.shape == (1, 6, 11, 10)
     assert data.dtype == np.float32 and seg.dtype == np.int16
-    assert seg.sum() == label.sum()  # nothing of the label was cut away
+    assert np.maximum(seg, 0).sum() == label.sum()  # nothing of the label was cut away
+    # use_mask_for_norm: background outside the non-zero mask (union of the channels) is marked -1
+    inside = ((a != 0) | (b != 0))[3:9, 4:15, 2:12]
+    assert np.array_equal(seg[0] == -1, ~inside) and np.all(data[:, ~inside] == 0)
+    _, unmasked, _ = preprocess_case(paths, tmp_path / "c.nii.gz", make_plans((1.0, 1.0, 1.0), norm=("zscore", "zscore"),
+                                                                        mask=(False, False)), "3d_fullres")
+    assert unmasked.min() == 0  # no marker without the mask
 
 
 def test_properties_and_class_locations(tmp_path):

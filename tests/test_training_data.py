@@ -7,12 +7,13 @@ import pytest
 from training_helpers import synthetic_case
 
 from toolkit.preprocessing.storage import save_case
-from toolkit.training.augment import Augmenter, sample_size, spatial_plan
+from toolkit.training.augment import DEFAULTS, Augmenter, sample_size, spatial_plan
+from toolkit.training.augment_settings import AugmentationSettings
 from toolkit.training.cascade import previous_stage_to_data, random_binary_operator, remove_random_component
 from toolkit.training.loader import BatchLoader, BatchSpec
 from toolkit.training.sampling import PatchSampler, PatchSpec, bbox_bounds, crop_with_pad, num_forced
 from toolkit.training.transforms import intensity
-from toolkit.training.transforms.intensity import mirror
+from toolkit.training.transforms.intensity import draw_flips, mirror
 from toolkit.training.transforms.lowres import resize_down_up
 from toolkit.training.transforms.spatial import draw_matrix, rotation_matrix, spatial_transform
 
@@ -102,7 +103,7 @@ def test_augmentation_keeps_image_and_label_aligned(final):
         scale = rng.uniform(0.7, 1.4)
         matrix = scale * rotation_matrix(tuple(rng.uniform(-aug.plan.rotation, aug.plan.rotation, aug.num_angles))).T
         data, lab = spatial_transform(seg.astype(np.float32), seg, matrix, aug.inplane)
-        data, lab = mirror(data, lab, rng, aug.plan.mirror_axes, 0.5)
+        data, lab = mirror(data, lab, draw_flips(rng, aug.plan.mirror_axes, 0.5))
         assert data.shape == (1, *final) and lab.shape == (1, *final)
         img, lab = data > 0.5, lab > 0
         dice = 2 * (img & lab).sum() / (img.sum() + lab.sum())
@@ -129,20 +130,15 @@ def test_rotation_maps_a_known_point():
     assert np.allclose(centroid, expected, atol=0.25)
 
 
-def test_identity_when_nothing_is_drawn(monkeypatch):
+def test_identity_when_nothing_is_drawn():
     """All probabilities 0: the output is the centre crop of the sample, bit for bit; so is an
     identity matrix (no rotation, scale 1) when the crop offset is whole."""
-    from toolkit.training import augment
-    from toolkit.training.transforms import spatial
-
-    for name in ("P_NOISE", "P_BLUR", "P_BRIGHTNESS", "P_CONTRAST", "P_LOWRES", "P_GAMMA", "P_GAMMA_INVERTED",
-                 "P_MIRROR"):
-        monkeypatch.setattr(augment, name, 0.0)
-    monkeypatch.setattr(spatial, "P_ROTATION", 0.0)
-    monkeypatch.setattr(spatial, "P_SCALE", 0.0)
+    off = AugmentationSettings(**{name: 0.0 for name in (
+        "p_rotation", "p_scale", "p_noise", "p_blur", "p_brightness", "p_contrast", "p_lowres", "p_gamma",
+        "p_gamma_inverted", "p_mirror")})
     rng = np.random.default_rng(0)
     for final in ((24, 24, 24), (8, 32, 32), (32, 32)):
-        aug = Augmenter(final)
+        aug = Augmenter(final, settings=off)
         data = rng.normal(size=(2, *aug.sample)).astype(np.float32)
         seg = rng.integers(0, 3, (1, *aug.sample)).astype(np.int16)
         matrix = aug.draw_spatial(rng)
@@ -166,7 +162,7 @@ def test_spatial_draws_match_method():
     rng = np.random.default_rng(0)
     n, rotated, scaled = 4000, 0, 0
     for _ in range(n):
-        m = draw_matrix(rng, 3, np.pi / 6)
+        m = draw_matrix(rng, 3, np.pi / 6, DEFAULTS.p_rotation, DEFAULTS.p_scale, DEFAULTS.scale)
         if m is None:
             continue
         sv = np.linalg.svd(m, compute_uv=False)
@@ -185,18 +181,21 @@ def test_intensity_probabilities_match_method(monkeypatch):
 
     calls: dict[str, int] = {}
 
-    def recorder(name, fn):
-        def wrapped(data, rng, *args, **kw):
-            calls[name] = calls.get(name, 0) + 1
-            return fn(data, rng, *args, **kw)
-        return wrapped
+    def count(name, k=1):
+        calls[name] = calls.get(name, 0) + k
 
-    for name in ("gaussian_noise", "brightness", "contrast"):
-        monkeypatch.setattr(intensity, name, recorder(name, lambda d, *a, **k: d))
-    monkeypatch.setattr(intensity, "gamma", lambda d, rng, g, invert: calls.__setitem__(
-        f"gamma{invert}", calls.get(f"gamma{invert}", 0) + 1))
-    monkeypatch.setattr(intensity, "gaussian_filter", recorder("blurred channel", lambda d, s, order: d))
-    monkeypatch.setattr(augment, "simulate_low_resolution", recorder("lowres", intensity_lowres_counter(calls)))
+    monkeypatch.setattr(intensity, "gaussian_noise", lambda d, std, rng: count("gaussian_noise"))
+    monkeypatch.setattr(intensity, "brightness", lambda d, f: count("brightness"))
+    monkeypatch.setattr(intensity, "contrast", lambda d, f: count("contrast"))
+    monkeypatch.setattr(intensity, "gamma", lambda d, g, invert: count(f"gamma{invert}"))
+    monkeypatch.setattr(intensity, "gaussian_filter", lambda d, s, order: count("blurred channel") or d)
+
+    def lowres(data, zooms, ignore_axes=()):
+        count("lowres")
+        count("lowres channel", sum(z is not None for z in zooms))
+        assert all(z is None or 0.5 <= z <= 1.0 for z in zooms)
+
+    monkeypatch.setattr(augment, "simulate_low_resolution", lowres)
     aug = Augmenter((8, 8, 8))
     rng = np.random.default_rng(1)
     n, flips = 6000, np.zeros(3)
@@ -215,28 +214,17 @@ def test_intensity_probabilities_match_method(monkeypatch):
     assert all(_binomial_ok(int(f), n, 0.5) for f in flips)
 
 
-def intensity_lowres_counter(calls):
-    from toolkit.training.transforms import lowres
-
-    def run(data, rng, zoom_range, p_per_channel, ignore_axes=()):
-        for _ in range(data.shape[0]):
-            if rng.uniform() < p_per_channel:
-                calls["lowres channel"] = calls.get("lowres channel", 0) + 1
-                assert zoom_range == (0.5, 1.0) and lowres.resize_down_up is not None
-        return data
-    return run
-
-
 def test_intensity_steps_keep_ranges_and_stats():
     rng = np.random.default_rng(2)
     data = rng.normal(3, 2, (3, 12, 12, 12)).astype(np.float32)
-    out = intensity.contrast(data.copy(), rng, (0.65, 1.5))
+    out = intensity.contrast(data.copy(), list(rng.uniform(0.65, 1.5, 3)))
     assert np.all(out.min(axis=(1, 2, 3)) >= data.min(axis=(1, 2, 3)) - 1e-5)
     assert np.all(out.max(axis=(1, 2, 3)) <= data.max(axis=(1, 2, 3)) + 1e-5)
-    ratio = intensity.brightness(np.ones((50, 2, 2), np.float32), rng, (0.7, 1.3))[:, 0, 0]
-    assert ratio.min() >= 0.7 and ratio.max() <= 1.3 and len(np.unique(ratio)) == 50  # one factor per channel
+    factors = list(rng.uniform(0.7, 1.3, 50))
+    ratio = intensity.brightness(np.ones((50, 2, 2), np.float32), factors)[:, 0, 0]
+    assert np.allclose(ratio, factors)  # one factor per channel
     for invert in (False, True):
-        g = intensity.gamma(data.copy(), rng, (0.7, 1.5), invert)
+        g = intensity.gamma(data.copy(), list(rng.uniform(0.7, 1.5, 3)), invert)
         assert np.allclose(g.mean(axis=(1, 2, 3)), data.mean(axis=(1, 2, 3)), atol=1e-3)
         assert np.allclose(g.std(axis=(1, 2, 3)), data.std(axis=(1, 2, 3)), rtol=1e-3)
     small = resize_down_up(data[0], 0.5)
@@ -269,9 +257,10 @@ def test_window_read_equals_centre_crop_of_the_sample(store):
         assert np.array_equal(part["data"], full["data"][box]) and np.array_equal(part["seg"], full["seg"][box])
 
 
-def _batches(store, workers: int, seed: int, cases=("c0", "c1", "c2", "c3"), **kw):
+def _batches(store, workers: int, seed: int, cases=("c0", "c1", "c2", "c3"), settings=DEFAULTS, **kw):
     final = (16, 16, 16)
-    spec = BatchSpec(_patch_spec(store, final, sample_size(final), 2, cases, **kw), 3, True, seed, 0)
+    spec = BatchSpec(_patch_spec(store, final, sample_size(final), 2, cases, **kw), 3, True, seed, 0,
+                     settings=settings)
     with BatchLoader(spec, workers) as loader:
         return list(loader.batches(epoch=1, count=3))
 
@@ -305,23 +294,19 @@ def test_previous_stage_becomes_one_hot_channels():
     prev[0, 3:8, 3:8, 3:8] = 2
     rng = np.random.default_rng(0)
     for _ in range(5):
-        out = previous_stage_to_data(np.zeros((1, 12, 12, 12), np.float32), prev, 3, True, rng)
+        out = previous_stage_to_data(np.zeros((1, 12, 12, 12), np.float32), prev, 3, DEFAULTS, rng)
         assert out.shape == (4, 12, 12, 12) and np.allclose(out[1:].sum(0), 1.0)
-    plain = previous_stage_to_data(np.zeros((1, 12, 12, 12), np.float32), prev, 3, False, rng)
+    plain = previous_stage_to_data(np.zeros((1, 12, 12, 12), np.float32), prev, 3, None, rng)
     assert np.array_equal(plain[3] > 0, prev[0] == 2)
 
 
-def test_cascade_loader_adds_previous_stage_channels(store, tmp_path, monkeypatch):
-    from toolkit.training import cascade
-    from toolkit.training.transforms import spatial
-
-    monkeypatch.setattr(spatial, "P_ROTATION", 1.0)  # every sample rotated (in-process loader)
-    monkeypatch.setattr(cascade, "P_BINARY_OPERATOR", 0.0)
-    monkeypatch.setattr(cascade, "P_REMOVE_COMPONENT", 0.0)
+def test_cascade_loader_adds_previous_stage_channels(store, tmp_path):
+    # every sample rotated, the previous stage not corrupted
+    settings = AugmentationSettings(p_rotation=1.0, p_binary_operator=0.0, p_remove_component=0.0)
     for i in range(4):
         seg = np.load(store / f"c{i}_seg.npy")
         np.save(tmp_path / f"c{i}.npy", seg.astype(np.int8))  # the "previous stage" = the truth
-    batches = _batches(store, 0, seed=1, cascade_folder=str(tmp_path))
+    batches = _batches(store, 0, seed=1, settings=settings, cascade_folder=str(tmp_path))
     assert batches[0]["data"].shape == (2, 1 + 3, 16, 16, 16) and batches[0]["seg"].shape == (2, 1, 16, 16, 16)
     # the previous stage (here: the truth, uncorrupted) moved with the label through rotation and mirroring
     for b in batches:

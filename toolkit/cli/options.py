@@ -19,3 +19,7 @@ precision_option = click.option(
     "--precision", type=click.Choice(["auto", "fp32", "mixed"]), default=None,
     help="Training precision (default auto: fp16 AMP on CUDA, bf16 on CPUs with native bf16, else fp32).",
 )
+augmentation_config_option = click.option(
+    "--augmentation-config", "augmentation_config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="YAML file overriding any of the augmentation settings (keys and defaults: docs/augmentation.md).",
+)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli.options import dataset_argument, precision_option, work_option
+from toolkit.cli.options import augmentation_config_option, dataset_argument, precision_option, work_option
 
 
 @click.command()
@@ -24,6 +24,7 @@ from toolkit.cli.options import dataset_argument, precision_option, work_option
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None, help="Training device.")
 @click.option("--seed", type=int, default=None, help="Training seed (default 12345).")
 @precision_option
+@augmentation_config_option
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Worker processes for fingerprint, preprocessing and evaluation (default: CPUs, at most 8).")
 @click.option("--gpu-memory-gb", type=float, default=8.0, show_default=True, help="Planner's GPU memory budget.")
@@ -44,7 +45,7 @@ from toolkit.cli.options import dataset_argument, precision_option, work_option
               help="How often the slurm executor checks its jobs.")
 def run(dataset: Path, work: Path | None, configs: tuple[str, ...], folds: tuple[int, ...], epochs: int | None,
         iters_per_epoch: int | None, val_iters: int | None, num_workers: int | None, device: str | None,
-        seed: int | None, precision: str | None, jobs: int | None, gpu_memory_gb: float, no_select: bool, num_gpus: int, executor: str,
+        seed: int | None, precision: str | None, augmentation_config: Path | None, jobs: int | None, gpu_memory_gb: float, no_select: bool, num_gpus: int, executor: str,
         slurm_partition: str | None, slurm_gpus_per_job: int, slurm_time: str | None,
         slurm_cpus_per_job: int | None, slurm_mem_gb: float | None, max_retries: int,
         poll_seconds: float) -> None:
@@ -57,9 +58,12 @@ def run(dataset: Path, work: Path | None, configs: tuple[str, ...], folds: tuple
     import os
 
     from toolkit.pipeline.run import RunOptions, format_summary, run_pipeline
+    from toolkit.training.augment_settings import load_settings_file
 
+    augmentation = load_settings_file(augmentation_config) if augmentation_config is not None else None
     opts = RunOptions(list(configs), list(folds), epochs, iters_per_epoch, val_iters, num_workers, device, seed,
-                      jobs or min(8, os.cpu_count() or 1), gpu_memory_gb, not no_select, num_gpus, precision)
+                      jobs or min(8, os.cpu_count() or 1), gpu_memory_gb, not no_select, num_gpus, precision,
+                      augmentation)
     if executor == "slurm":
         from toolkit.pipeline.cluster import SlurmOptions, run_on_cluster
 

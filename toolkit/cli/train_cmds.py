@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli.options import dataset_argument, precision_option, work_option
+from toolkit.cli.options import augmentation_config_option, dataset_argument, precision_option, work_option
 
 
 @click.command()
@@ -26,6 +26,7 @@ from toolkit.cli.options import dataset_argument, precision_option, work_option
 @click.option("--resume", is_flag=True, help="Continue from the fold's checkpoint_latest.pt.")
 @click.option("--seed", type=int, default=None, help="Random seed (default 12345).")
 @precision_option
+@augmentation_config_option
 @click.option("--skip-validation", is_flag=True, help="Do not predict the validation cases at the end.")
 @click.option("--num-gpus", type=click.IntRange(min=1), default=None,
               help="Data-parallel ranks (DDP; one GPU each, or N CPU processes with --device cpu). The batch "
@@ -33,12 +34,14 @@ from toolkit.cli.options import dataset_argument, precision_option, work_option
 def train(dataset: Path, config: str, fold: int, work: Path | None, epochs: int | None,
           iters_per_epoch: int | None, val_iters: int | None, batch_size: int | None, num_workers: int | None,
           save_every: int | None, device: str | None, resume: bool, seed: int | None,
-          precision: str | None, skip_validation: bool, num_gpus: int | None) -> None:
+          precision: str | None, augmentation_config: Path | None, skip_validation: bool,
+          num_gpus: int | None) -> None:
     """Train CONFIG on FOLD of DATASET's preprocessed data (docs/method.md 1.2).
 
     Writes <WORK>/<dataset>/models/<config>/fold_<k>/ (checkpoints, training_log.txt, progress.png)
     and prints that folder on stdout when done. Ctrl-C saves the last completed epoch; --resume goes on.
     """
+    from toolkit.training.augment_settings import load_settings_file
     from toolkit.training.distributed import context_from_env, launch_training
     from toolkit.training.options import TrainerOptions
     from toolkit.training.setup import resolve_training
@@ -52,6 +55,8 @@ def train(dataset: Path, config: str, fold: int, work: Path | None, epochs: int 
         num_workers=num_workers, save_every=save_every, device=device, seed=seed, world_size=num_gpus,
         precision=precision,
     )
+    if augmentation_config is not None:  # overrides the defaults, or the resumed run's recorded settings
+        options = options.with_changes(augmentation=load_settings_file(augmentation_config, options.augmentation))
     if skip_validation:
         options = options.with_changes(final_validation=False)
     fold_dir = launch_training(setup, options, resume=resume)

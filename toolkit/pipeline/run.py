@@ -46,6 +46,7 @@ class RunOptions:
     select: bool = True
     num_gpus: int = 1  # data-parallel ranks per fold (toolkit.training.distributed)
     precision: str | None = None  # None: TrainerOptions' (auto); see toolkit.precision
+    augmentation: Any = None  # AugmentationSettings; None: the defaults (an interrupted fold keeps its own)
 
 
 def _recipe(spec: DatasetSpec) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def _trainer_options(opts: RunOptions, fold: int, recipe: dict[str, Any]):
     return TrainerOptions().with_changes(epochs=opts.epochs, iters_per_epoch=opts.iters_per_epoch,
                                          val_iters=opts.val_iters, num_workers=opts.num_workers,
                                          device=opts.device, seed=seed, world_size=opts.num_gpus,
-                                         precision=opts.precision)
+                                         precision=opts.precision, augmentation=opts.augmentation)
 
 
 def train_fold(spec: DatasetSpec, work: Path | None, config: str, fold: int, opts: RunOptions,

@@ -12,6 +12,10 @@ Choices written down here because the spec is silent:
   geometry stays 2D and export drops the axis again.
 - 2d configuration: the plan's spacing has 2 entries (in-plane); z keeps its own spacing.
 - Label values not listed in the plan's labels are an input error, not silently kept.
+- When the plan normalises some channel inside the non-zero mask (``use_mask_for_norm``), label-0
+  voxels outside that mask are stored as -1 (``OUTSIDE_MASK``; nnU-Net marks them so, always), so
+  that training can set those channels back to 0 there after augmentation (training/augment.py).
+  The loader turns -1 into background; class locations and exported labels never contain it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from toolkit.preprocessing.resampling import (
 
 MAX_LOCATIONS = 10_000
 SPACING_2D_IMAGES = 999.0
+OUTSIDE_MASK = -1  # seg value of background voxels outside the non-zero mask (use_mask_for_norm plans)
 
 
 def plan_entry(plans: dict, config: str) -> dict:
@@ -127,6 +132,10 @@ def preprocess_case(
     labels = foreground_label_values(plans)
     shape_before = data.shape[1:]
     data, seg, bbox, mask = crop_to_nonzero(data, seg)
+    if seg is not None:
+        _check_labels(seg, labels, label_path)
+        if any(entry["use_mask_for_norm"]):
+            seg = np.where((seg == 0) & ~mask[None], np.int16(OUTSIDE_MASK), seg)
     data = np.ascontiguousarray(data, dtype=np.float32)
     shape_after_crop = data.shape[1:]
     normalize(data, entry["normalization"], entry["use_mask_for_norm"], mask,
@@ -148,7 +157,6 @@ def preprocess_case(
         "config": config,
     }
     if seg is not None:
-        _check_labels(seg, labels, label_path)
         seg = resample_segmentation(seg[0], new_shape, spacing, new_spacing, threshold)[None]
         properties["class_locations"] = sample_class_locations(seg[0], labels, seed)
     return data, seg, properties

@@ -9,7 +9,8 @@ memory-mapped by the loader like the image (a compressed .npz would be decompres
 patch). The loader crops it with the same box as the image, and the augmentation moves it with the
 label through the spatial transform and mirroring. Afterwards it becomes a one-hot block of
 ``num_classes`` channels (background included, docs/interfaces.md "Network") appended to the image channels,
-and is corrupted as docs/method.md 1.2 prescribes so the full-res stage learns to correct the low-res one:
+and is corrupted as docs/method.md 1.2 prescribes so the full-res stage learns to correct the low-res one
+(probabilities and ranges: ``AugmentationSettings``, defaults below):
 - with p 0.4 per sample, each foreground channel (random order) gets a binary operator (dilation,
   erosion, opening or closing) with a ball of radius U(1, 8) voxels; voxels a channel gains are
   taken away from the other channels;
@@ -29,11 +30,7 @@ from scipy import ndimage
 
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import atomic_write_path
-
-P_BINARY_OPERATOR = 0.4
-BALL_RADIUS = (1.0, 8.0)
-P_REMOVE_COMPONENT = 0.2
-MAX_COMPONENT_FRACTION = 0.15
+from toolkit.training.augment_settings import AugmentationSettings
 
 
 def previous_stage_folder(work_root: Path, previous_config: str) -> Path:
@@ -74,23 +71,24 @@ def _ball_op(mask: np.ndarray, op: str, radius: float) -> np.ndarray:
     return ops[op](mask)
 
 
-def random_binary_operator(onehot: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def random_binary_operator(onehot: np.ndarray, rng: np.random.Generator,
+                           radius_range: tuple[float, float] = (1.0, 8.0)) -> np.ndarray:
     """Apply a random morphological operator to each foreground channel of one (K, ...) sample."""
     out = onehot.copy()
     for c in rng.permutation(np.arange(1, out.shape[0])):
         op = ("dilation", "erosion", "opening", "closing")[int(rng.integers(4))]
         before = out[c] > 0
-        after = _ball_op(before, op, float(rng.uniform(*BALL_RADIUS)))
+        after = _ball_op(before, op, float(rng.uniform(*radius_range)))
         gained = after & ~before
         out[1:, gained] = 0
         out[c] = after
     return out
 
 
-def remove_random_component(onehot: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Remove one random connected component (< 15% of the patch) from each foreground channel."""
+def remove_random_component(onehot: np.ndarray, rng: np.random.Generator, max_fraction: float = 0.15) -> np.ndarray:
+    """Remove one random connected component (< ``max_fraction`` of the patch) from each foreground channel."""
     out = onehot.copy()
-    limit = MAX_COMPONENT_FRACTION * np.prod(out.shape[1:])
+    limit = max_fraction * np.prod(out.shape[1:])
     for c in range(1, out.shape[0]):
         labels, n = ndimage.label(out[c] > 0)
         if n == 0:
@@ -102,16 +100,17 @@ def remove_random_component(onehot: np.ndarray, rng: np.random.Generator) -> np.
     return out
 
 
-def previous_stage_to_data(data: np.ndarray, prev: np.ndarray, num_classes: int, augment: bool,
-                           rng: np.random.Generator) -> np.ndarray:
+def previous_stage_to_data(data: np.ndarray, prev: np.ndarray, num_classes: int,
+                           settings: AugmentationSettings | None, rng: np.random.Generator) -> np.ndarray:
     """Append the previous stage's labels ``prev`` (1, *spatial) of one sample to its ``data``
-    (c, *spatial) as ``num_classes`` one-hot channels, corrupted when ``augment`` (training)."""
+    (c, *spatial) as ``num_classes`` one-hot channels, corrupted per ``settings`` (training; None:
+    validation, uncorrupted)."""
     labels = prev[0].astype(np.int64)
     onehot = (np.arange(num_classes).reshape(-1, *[1] * labels.ndim) == labels[None]).astype(np.float32)
-    if augment:
-        if rng.uniform() < P_BINARY_OPERATOR:
-            onehot = random_binary_operator(onehot, rng)
-        if rng.uniform() < P_REMOVE_COMPONENT:
-            onehot = remove_random_component(onehot, rng)
+    if settings is not None:
+        if rng.uniform() < settings.p_binary_operator:
+            onehot = random_binary_operator(onehot, rng, settings.ball_radius)
+        if rng.uniform() < settings.p_remove_component:
+            onehot = remove_random_component(onehot, rng, settings.max_component_fraction)
         onehot[0] = 1.0 - onehot[1:].max(0)
     return np.concatenate([data, onehot], axis=0)

@@ -1,14 +1,14 @@
 """The training and validation loaders of one run, built from its resolved setup and options.
 
 Training patches are drawn at the augmentation's sample size (larger than the network patch) and
-fully augmented; validation patches are drawn at the network patch size without augmentation, with
+fully augmented with ``options.augmentation``; validation patches are drawn at the network patch size without augmentation, with
 the same foreground oversampling, from the fold's validation cases (an independent random stream).
 For the cascade the previous-stage masks are materialized first (see cascade.py).
 """
 
 from __future__ import annotations
 
-from toolkit.training.augment import sample_size
+from toolkit.training.augment import OUTSIDE_MASK, sample_size
 from toolkit.training.loader import BatchLoader, BatchSpec
 from toolkit.training.options import TrainerOptions
 from toolkit.training.sampling import PatchSpec
@@ -34,12 +34,14 @@ def make_loaders(setup: TrainingSetup, options: TrainerOptions, batch_size: int,
     global batch; under data-parallel training each rank's loaders draw its shard of it."""
     final = tuple(int(p) for p in setup.plan["patch_size"])
     cascade = _prepare_cascade(setup)
+    masked = tuple(c for c, m in enumerate(setup.plan.get("use_mask_for_norm") or []) if m)
 
     def spec(cases: tuple[str, ...], size: tuple[int, ...], augment: bool, stream: int) -> BatchSpec:
         patches = PatchSpec(str(setup.preprocessed), cases, final, size, batch_size, setup.labels,
-                            options.oversample_foreground, cascade)
-        return BatchSpec(patches, setup.num_classes, augment, options.seed, stream, rank, world_size)
+                            options.oversample_foreground, cascade, OUTSIDE_MASK if masked else 0)
+        return BatchSpec(patches, setup.num_classes, augment, options.seed, stream, rank, world_size,
+                         options.augmentation, masked)
 
-    train = BatchLoader(spec(setup.train_cases, sample_size(final), True, 0), num_workers)
+    train = BatchLoader(spec(setup.train_cases, sample_size(final, options.augmentation), True, 0), num_workers)
     val = BatchLoader(spec(setup.val_cases, final, False, 1), num_workers // 2)
     return train, val

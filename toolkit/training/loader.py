@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from toolkit.training.augment_settings import AugmentationSettings
 from toolkit.training.sampling import PatchSampler, PatchSpec, num_forced, shard_indices
 
 Batch = dict[str, np.ndarray]
@@ -44,6 +45,8 @@ class BatchSpec:
     stream: int  # 0 training, 1 validation: independent random streams
     rank: int = 0  # data-parallel training: this process draws its shard of the global batch
     world_size: int = 1
+    settings: AugmentationSettings = AugmentationSettings()  # the training augmentation's parameters
+    mask_channels: tuple[int, ...] = ()  # image channels normalised inside the non-zero mask
 
 
 class BatchMaker:
@@ -55,7 +58,8 @@ class BatchMaker:
         self.spec = spec
         self.sampler = PatchSampler(spec.patches)
         p = spec.patches
-        self.augmenter = Augmenter(p.final_size, p.sample_size) if spec.augment else None
+        self.augmenter = (Augmenter(p.final_size, p.sample_size, spec.settings, spec.mask_channels)
+                          if spec.augment else None)
 
     def make(self, epoch: int, index: int) -> Batch:
         """This rank's samples of global batch ``index`` of ``epoch``, stacked."""
@@ -63,8 +67,10 @@ class BatchMaker:
         n_forced = num_forced(p.batch_size, p.oversample)
         samples = [self._make_one(epoch, index, j, j >= p.batch_size - n_forced)
                    for j in shard_indices(p.batch_size, self.spec.rank, self.spec.world_size)]
-        return {k: np.ascontiguousarray(np.stack([s[k] for s in samples]),
-                                        dtype=np.float32 if k == "data" else np.int16) for k in ("data", "seg")}
+        batch = {k: np.ascontiguousarray(np.stack([s[k] for s in samples]),
+                                         dtype=np.float32 if k == "data" else np.int16) for k in ("data", "seg")}
+        np.maximum(batch["seg"], 0, out=batch["seg"])  # outside the non-zero mask (-1) is background
+        return batch
 
     def _make_one(self, epoch: int, index: int, sample: int, force: bool) -> Batch:
         seq = np.random.SeedSequence([self.spec.seed, self.spec.stream, epoch, index, sample])
@@ -82,7 +88,8 @@ class BatchMaker:
         if "prev" in drawn:
             from toolkit.training.cascade import previous_stage_to_data
 
-            data = previous_stage_to_data(data, seg[1:], self.spec.num_classes, self.spec.augment, rng)
+            settings = self.spec.settings if self.spec.augment else None
+            data = previous_stage_to_data(data, seg[1:], self.spec.num_classes, settings, rng)
             seg = seg[:1]
         return {"data": data, "seg": seg}
 

@@ -2,13 +2,18 @@
 
 Variants of the trainer are different option values, never subclasses. ``None`` means "derive":
 batch size from the plan, workers from the CPU count and device, batch Dice from the plan.
+``augmentation`` holds every augmentation probability and range (``AugmentationSettings``); in a
+checkpoint it is a plain dict, so checkpoints stay ``weights_only`` loadable, and a resumed run
+reads it back (an older checkpoint without it gets the defaults).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
+
+from toolkit.training.augment_settings import AugmentationSettings
 
 
 @dataclass(frozen=True)
@@ -32,14 +37,21 @@ class TrainerOptions:
     final_validation: bool = True  # predict the fold's validation cases at the end
     world_size: int = 1  # data-parallel ranks (one GPU each on CUDA); batch_size stays the global batch
     precision: str = "auto"  # auto | fp32 | mixed (toolkit.precision)
+    augmentation: AugmentationSettings = field(default_factory=AugmentationSettings)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain values only (the augmentation settings as a dict of lists and numbers)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["augmentation"] = self.augmentation.to_dict()
+        return out
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainerOptions:
+    def from_dict(cls, values: dict[str, Any], source: str = "checkpoint options") -> TrainerOptions:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        kept = {k: v for k, v in values.items() if k in known}
+        if "augmentation" in kept:
+            kept["augmentation"] = AugmentationSettings.from_dict(kept["augmentation"], source)
+        return cls(**kept)
 
     def with_changes(self, **changes: Any) -> TrainerOptions:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

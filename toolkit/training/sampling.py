@@ -11,11 +11,13 @@ Rules (reference data loader, re-derived):
 - patches are drawn at the *sample size* (larger than the final patch, so that the rotation/scaling
   step has real image context; it centre-crops afterwards). A sample may extend
   ``(sample - final) / 2`` voxels past the image so that the final patch's centre can reach every
-  border voxel; shorter images are padded symmetrically. Padding is 0 for image and label;
+  border voxel; shorter images are padded symmetrically. Padding is 0 for the image and ``seg_pad``
+  for the label: 0, or -1 ("outside the non-zero mask", as nnU-Net pads) when the plan normalises
+  inside that mask, so the augmentation resets padded voxels of those channels to 0 as well;
 - the 2D configuration stores 3D volumes; a 2D sample is one z slice (the forced slice holds the
   chosen foreground voxel);
 - label values are mapped to channel indices (channel i = i-th sorted label value) when the stored
-  values are not already 0..K-1.
+  values are not already 0..K-1; -1 (outside the non-zero mask, see preprocess.py) stays -1.
 """
 
 from __future__ import annotations
@@ -57,17 +59,17 @@ def bbox_bounds(shape: tuple[int, ...], final: tuple[int, ...], sample: tuple[in
     return lbs, ubs
 
 
-def crop_with_pad(array: np.ndarray, lower: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
-    """``array[:, lower:lower+size]`` over the trailing axes, zero-padded where the box leaves it."""
+def crop_with_pad(array: np.ndarray, lower: np.ndarray, size: tuple[int, ...], pad: int = 0) -> np.ndarray:
+    """``array[:, lower:lower+size]`` over the trailing axes, padded with ``pad`` where the box leaves it."""
     spatial = array.shape[1:]
-    src, pad = [slice(None)], [(0, 0)]
+    src, widths = [slice(None)], [(0, 0)]
     for lo, sz, dim in zip(lower, size, spatial, strict=True):
         a, b = max(int(lo), 0), min(int(lo) + sz, dim)
         src.append(slice(a, max(a, b)))
-        pad.append((a - int(lo), int(lo) + sz - max(a, b)))
+        widths.append((a - int(lo), int(lo) + sz - max(a, b)))
     out = np.asarray(array[tuple(src)])
-    if any(p != (0, 0) for p in pad):
-        out = np.pad(out, pad, mode="constant", constant_values=0)
+    if any(w != (0, 0) for w in widths):
+        out = np.pad(out, widths, mode="constant", constant_values=pad)
     return out
 
 
@@ -83,6 +85,7 @@ class PatchSpec:
     labels: tuple[int, ...]  # label value of each output channel, background first
     oversample: float = OVERSAMPLE_FOREGROUND
     cascade_folder: str | None = None  # predicted_next_stage/<previous config>/ (cascade only)
+    seg_pad: int = 0  # label padding: -1 for plans that normalise inside the non-zero mask
 
 
 class PatchSampler:
@@ -95,8 +98,9 @@ class PatchSampler:
         labels = np.asarray(spec.labels, dtype=int)
         self._lut = None
         if not np.array_equal(labels, np.arange(len(labels))):
-            self._lut = np.zeros(int(labels.max()) + 1, dtype=np.int16)
+            self._lut = np.zeros(int(labels.max()) + 2, dtype=np.int16)
             self._lut[labels] = np.arange(len(labels))
+            self._lut[-1] = -1  # index -1 (outside the non-zero mask) maps to itself
 
     def _case(self, case_id: str) -> tuple[np.ndarray, np.ndarray, dict]:
         if case_id not in self._cache:
@@ -151,9 +155,8 @@ class PatchSampler:
         else:
             half = np.asarray(s.sample_size) // 2
             lower = np.minimum(np.maximum(lbs, np.asarray(loc) - half), ubs)
-        if window is not None:
-            return [crop_with_pad(a, lower + np.asarray(window[0]), window[1]) for a in arrays]
-        return [crop_with_pad(a, lower, s.sample_size) for a in arrays]
+        offset, size = (lower + np.asarray(window[0]), window[1]) if window is not None else (lower, s.sample_size)
+        return [crop_with_pad(a, offset, size, s.seg_pad if i == 1 else 0) for i, a in enumerate(arrays)]
 
 
 def _foreground_location(props: dict, labels: tuple[int, ...], rng: np.random.Generator) -> np.ndarray | None:

@@ -73,7 +73,8 @@ def run_final_validation(fold_dir: Path, dataset_root: Path, device: str) -> Non
 
 def stored_options(fold_dir: Path) -> TrainerOptions:
     """The options saved in a fold's checkpoint_latest.pt (what ``--resume`` continues with)."""
-    return TrainerOptions.from_dict(dict(ckpt.load_checkpoint(Path(fold_dir) / LATEST)["options"]))
+    path = Path(fold_dir) / LATEST
+    return TrainerOptions.from_dict(dict(ckpt.load_checkpoint(path)["options"]), str(path))
 
 
 def _stderr(line: str) -> None:

@@ -54,10 +54,10 @@ def resize_down_up(channel: np.ndarray, zoom: float, ignore_axes: tuple[int, ...
     return np.clip(out, small.min(), small.max())
 
 
-def simulate_low_resolution(data: np.ndarray, rng: np.random.Generator, zoom_range: tuple[float, float],
-                            p_per_channel: float, ignore_axes: tuple[int, ...] = ()) -> np.ndarray:
-    """Each channel with probability ``p_per_channel``: :func:`resize_down_up` by a zoom U(zoom_range)."""
-    for c in range(data.shape[0]):
-        if rng.uniform() < p_per_channel:
-            data[c] = resize_down_up(data[c], rng.uniform(*zoom_range), ignore_axes)
+def simulate_low_resolution(data: np.ndarray, zooms: list[float | None],
+                            ignore_axes: tuple[int, ...] = ()) -> np.ndarray:
+    """Channel c: :func:`resize_down_up` by the zoom ``zooms[c]`` (None: left alone)."""
+    for c, zoom in enumerate(zooms):
+        if zoom is not None:
+            data[c] = resize_down_up(data[c], zoom, ignore_axes)
     return data

@@ -14,7 +14,7 @@ augmentation (batchgenerators v1's cubic splines plus prefilter were the old loa
 Labels are resampled as both v1 (order 1) and v2 (mode_seg='bilinear') do: each label's indicator
 linearly, then the arg-max over labels; ties (a sample point exactly between two labels) go to the
 lower label, as nnU-Net's ``resample_torch`` 'lowest'. Label 0 (background, and what the sampler
-pads with) is not resampled: its score is 1 minus the others', which inside the sample equals its
+pads with; -1 instead where the sampler pads with -1, see ``pad_label``) is not resampled: its score is 1 minus the others', which inside the sample equals its
 interpolated indicator (same labels as v1 there, checked voxel for voxel) and past the edge adds the
 zero padding's weight, so a point up to half a voxel past the edge keeps the edge voxel's label and
 beyond that becomes 0 (v1 gave 0 to every point past the outermost voxel centre). Nearest-neighbour
@@ -26,10 +26,6 @@ grid_sample call. The "dummy 2D" mode resamples every z slice in-plane.
 from __future__ import annotations
 
 import numpy as np
-
-P_ROTATION = 0.2
-P_SCALE = 0.2
-SCALE_RANGE = (0.7, 1.4)
 
 
 def rotation_matrix(angles: tuple[float, ...]) -> np.ndarray:
@@ -51,15 +47,16 @@ def draw_scale(rng: np.random.Generator, low: float, high: float) -> float:
     return float(rng.uniform(max(low, 1), high))
 
 
-def draw_matrix(rng: np.random.Generator, num_angles: int, max_angle: float) -> np.ndarray | None:
+def draw_matrix(rng: np.random.Generator, num_angles: int, max_angle: float, p_rotation: float, p_scale: float,
+                scale_range: tuple[float, float]) -> np.ndarray | None:
     """The sampling matrix ``A`` (scale * R.T), or None when neither rotation nor scaling is drawn.
     ``num_angles``: 3 rotates about every axis of a 3D patch, 1 rotates in-plane."""
-    do_rotation = rng.uniform() < P_ROTATION
-    do_scale = rng.uniform() < P_SCALE
+    do_rotation = rng.uniform() < p_rotation
+    do_scale = rng.uniform() < p_scale
     if not (do_rotation or do_scale):
         return None
     angles = rng.uniform(-max_angle, max_angle, num_angles) if do_rotation else np.zeros(num_angles)
-    scale = draw_scale(rng, *SCALE_RANGE) if do_scale else 1.0
+    scale = draw_scale(rng, *scale_range) if do_scale else 1.0
     return scale * rotation_matrix(tuple(angles)).T
 
 
@@ -94,35 +91,39 @@ def _resample(values: np.ndarray, grid, ndim: int) -> np.ndarray:
     return out.reshape(*lead, *out.shape[2:]).numpy()
 
 
-def _present_labels(seg: np.ndarray) -> np.ndarray:
-    """The labels other than 0 in ``seg`` (label 0's indicator is implied, see below)."""
+def _present_labels(seg: np.ndarray, implied: int) -> np.ndarray:
+    """The labels in ``seg`` other than ``implied`` (whose indicator is implied, see below)."""
     labels = np.flatnonzero(np.bincount(seg.ravel())) if seg.min() >= 0 else np.unique(seg)
-    return labels[labels != 0]
+    return labels[labels != implied]
 
 
-def _labels_from_scores(labels: np.ndarray, scores: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Arg-max over the resampled indicators (K, ...) of the labels other than 0, label 0 scoring
-    the rest: 1 - their sum, i.e. its own indicator plus the zero padding's weight."""
+def _labels_from_scores(labels: np.ndarray, scores: np.ndarray, dtype: np.dtype, implied: int) -> np.ndarray:
+    """Arg-max over the resampled indicators (K, ...) of the labels other than ``implied``, which
+    scores the rest: 1 - their sum, i.e. its own indicator plus the zero padding's weight.
+    ``implied`` is the lowest label (0, or the -1 of the outside-mask region), so it wins ties."""
     if len(labels) == 0:
-        return np.zeros(scores.shape[1:], dtype)
+        return np.full(scores.shape[1:], implied, dtype)
     best = scores.argmax(0)
-    zero_wins = 1.0 - scores.sum(0) >= np.take_along_axis(scores, best[None], 0)[0]
-    return np.where(zero_wins, 0, labels[best]).astype(dtype)
+    implied_wins = 1.0 - scores.sum(0) >= np.take_along_axis(scores, best[None], 0)[0]
+    return np.where(implied_wins, implied, labels[best]).astype(dtype)
 
 
 def spatial_transform(data: np.ndarray, seg: np.ndarray, matrix: np.ndarray | None,
-                      patch: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+                      patch: tuple[int, ...], pad_label: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Resample ``data`` (c, *sample) and ``seg`` (k, *sample) to ``patch`` (the trailing
     ``len(patch)`` axes; a leading z axis beyond them is resampled slice by slice: dummy 2D).
     Each seg channel (the label, the cascade's previous stage) keeps its own label set. Image and
-    label indicators go through one grid_sample call (the interpolation weights are shared)."""
+    label indicators go through one grid_sample call (the interpolation weights are shared).
+    ``pad_label``: what the label channel (seg[0]) gets past the sample's edge (the sampler's padding
+    value: -1, "outside the non-zero mask", when the plan normalises inside that mask)."""
     ndim = len(patch)
     sample = data.shape[-ndim:]
     if matrix is None:
         offset, size = crop_window(tuple(sample), tuple(patch))
         box = (Ellipsis, *[slice(o, o + s) for o, s in zip(offset, size, strict=True)])
         return np.ascontiguousarray(data[box]), np.ascontiguousarray(seg[box])
-    label_sets = [_present_labels(seg[c]) for c in range(seg.shape[0])]
+    implied = [pad_label if c == 0 else 0 for c in range(seg.shape[0])]
+    label_sets = [_present_labels(seg[c], implied[c]) for c in range(seg.shape[0])]
     stacked = np.empty((data.shape[0] + sum(map(len, label_sets)), *data.shape[1:]), np.float32)
     stacked[: data.shape[0]] = data
     start = data.shape[0]
@@ -132,7 +133,7 @@ def spatial_transform(data: np.ndarray, seg: np.ndarray, matrix: np.ndarray | No
         start += len(labels)
     out = _resample(stacked, sampling_grid(matrix, tuple(sample), tuple(patch)), ndim)
     start, out_seg = data.shape[0], []
-    for labels in label_sets:
-        out_seg.append(_labels_from_scores(labels, out[start: start + len(labels)], seg.dtype))
+    for labels, imp in zip(label_sets, implied, strict=True):
+        out_seg.append(_labels_from_scores(labels, out[start: start + len(labels)], seg.dtype, imp))
         start += len(labels)
     return out[: data.shape[0]], np.stack(out_seg)

@@ -66,7 +66,7 @@ def make_tiny_model(dataset: Path, work: Path, folds: tuple[int, ...] = (0,), se
     model_dir = wd.root / "models" / CONFIG
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "plans.json").write_text(json.dumps(plans, indent=1))
-    shutil.copy2(dataset / "dataset.json", model_dir / "dataset.json")
+    shutil.copyfile(dataset / "dataset.json", model_dir / "dataset.json")
     num_classes = 1 + sum(1 for k, v in ds["labels"].items() if k != "background" and isinstance(v, int))
     spec = UNetSpec.from_plan(plans["configurations"][CONFIG], len(ds["channel_names"]), num_classes)
     for k in folds:

@@ -9,7 +9,9 @@
     BUNDLE/models/<config>/plans.json, dataset.json, fold_<k>/checkpoint_final.pt
 
 A cascade's low-resolution stage is included with its full-resolution stage, because prediction runs it
-first. The bundle is assembled in a temporary folder beside ``out`` and renamed at the end.
+first. The bundle is assembled in a temporary folder beside ``out`` and renamed at the end. Files are
+copied by content only (``copyfile``): the bundle's modes follow the umask like any other output
+(0644/0755 under umask 022), never the work directory's, so a container's non-root user can read it.
 """
 
 from __future__ import annotations
@@ -17,14 +19,13 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from toolkit import __version__
 from toolkit.bundle.manifest import BUNDLE_FORMAT, BUNDLE_MANIFEST, hash_tree
 from toolkit.errors import SegkitError
-from toolkit.io.atomic import atomic_write_json, read_json
+from toolkit.io.atomic import atomic_write_json, create_temp_dir, read_json
 from toolkit.workdir import WorkDir
 
 CHECKPOINT = "checkpoint_final.pt"
@@ -47,13 +48,13 @@ def _copy_model(work: WorkDir, config: str, folds: list[int], dst: Path) -> None
     for name in ("plans.json", "dataset.json"):
         if not (src / name).is_file():
             raise SegkitError("model folder is incomplete", src / name)
-        shutil.copy2(src / name, dst / name)
+        shutil.copyfile(src / name, dst / name)
     for k in folds:
         ckpt = src / f"fold_{k}" / CHECKPOINT
         if not ckpt.is_file():
             raise SegkitError("fold has no final checkpoint; finish its training first", ckpt)
         (dst / f"fold_{k}").mkdir(parents=True)
-        shutil.copy2(ckpt, dst / f"fold_{k}" / CHECKPOINT)
+        shutil.copyfile(ckpt, dst / f"fold_{k}" / CHECKPOINT)
 
 
 def _versions() -> dict[str, str]:
@@ -84,7 +85,7 @@ def make_bundle(dataset: str | Path, work: str | Path | None, out: str | Path, o
     folds = {c: sorted(int(k) for k in ks) for c, ks in winner["folds"].items()}
     configs = _configs_with_stages(wd, winner["configurations"])
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = create_temp_dir(out.parent, prefix=f".{out.name}.")
     try:
         for config in configs:
             dst = tmp / "models" / config
@@ -92,10 +93,10 @@ def make_bundle(dataset: str | Path, work: str | Path | None, out: str | Path, o
             # a previous stage needs the same folds as the stage that consumes it
             stage_folds = folds.get(config) or sorted({k for ks in folds.values() for k in ks})
             _copy_model(wd, config, stage_folds, dst)
-        shutil.copy2(wd.dataset_json if wd.dataset_json.is_file() else Path(dataset) / "dataset.json",
+        shutil.copyfile(wd.dataset_json if wd.dataset_json.is_file() else Path(dataset) / "dataset.json",
                      tmp / "dataset.json")
         atomic_write_json(tmp / "postprocessing.json", selection["postprocessing"]["decision"])
-        shutil.copy2(wd.selection, tmp / "selection.json")
+        shutil.copyfile(wd.selection, tmp / "selection.json")
         manifest = {
             "format": BUNDLE_FORMAT,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -1,9 +1,10 @@
 """Prediction with a bundle: the selected configurations' fold ensembles, averaged, then postprocessed.
 
 A single-configuration bundle exports slab by slab like a model folder (bounded memory) and applies
-the postprocessing to the written label map. An ensemble of two configurations averages their
-probabilities on the original grid (each configuration may use another spacing), which holds one
-float32 volume per class in memory at a time per configuration.
+the postprocessing to the label map before its one atomic write: a run killed in between leaves no
+file, never a raw one that a resumed ``segkit predict`` would skip as finished. An ensemble of two
+configurations averages their probabilities on the original grid (each configuration may use another
+spacing), which holds one float32 volume per class in memory at a time per configuration.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from toolkit.bundle.manifest import verify_bundle
 from toolkit.inference.predictor import Predictor, PreprocessedCase
 from toolkit.io.atomic import atomic_write_path, read_json
-from toolkit.io.images import Geometry, read_image, write_image
+from toolkit.io.images import Geometry, write_image
 from toolkit.postprocessing.rules import apply_postprocessing
 
 
@@ -70,8 +71,8 @@ class BundlePredictor:
                save_probabilities: bool = False) -> None:
         if len(self.predictors) == 1:
             config, predictor = next(iter(self.predictors.items()))
-            predictor.export(probabilities[config], case.parts[config], out_path, save_probabilities)
-            self._postprocess_file(Path(out_path), predictor.file_ending)
+            predictor.export(probabilities[config], case.parts[config], out_path, save_probabilities,
+                             postprocess=self._postprocess if self._changes_labels() else None)
             return
         self._export_ensemble(probabilities, case, Path(out_path), save_probabilities)
 
@@ -97,10 +98,9 @@ class BundlePredictor:
             with atomic_write_path(path.with_name(path.name[: -len(ending)] + ".npz"), suffix=".npz") as tmp:
                 np.savez_compressed(tmp, probabilities=mean)
 
-    def _postprocess_file(self, out_path: Path, ending: str) -> None:
+    def _changes_labels(self) -> bool:
         decision = self.postprocessing
-        if not decision.get("keep_largest_foreground") and not decision.get("keep_largest_per_class"):
-            return
-        path = out_path if out_path.name.endswith(ending) else out_path.with_name(out_path.name + ending)
-        seg, geometry = read_image(path)
-        write_image(apply_postprocessing(seg, decision), geometry, path)
+        return bool(decision.get("keep_largest_foreground") or decision.get("keep_largest_per_class"))
+
+    def _postprocess(self, seg: np.ndarray) -> np.ndarray:
+        return apply_postprocessing(seg, self.postprocessing)

@@ -16,6 +16,7 @@ spatial axis of the patch (the method's augmentation mirrors along every axis).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,13 +127,18 @@ class Predictor:
         return self.predict_data(data)
 
     def export(self, probabilities: torch.Tensor | np.ndarray, case: PreprocessedCase, out_path: Path,
-               save_probabilities: bool = False) -> None:
-        """Back to the input's grid and geometry; atomic write (``.npz`` probabilities beside if asked)."""
+               save_probabilities: bool = False,
+               postprocess: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        """Back to the input's grid and geometry; atomic write (``.npz`` probabilities beside if asked).
+
+        ``postprocess`` maps the label volume before it is written (a bundle's postprocessing).
+        """
         from toolkit.preprocessing.export import export_prediction
 
         # torch tensors go as they are: the export resamples them with torch, on the GPU if they live there
         export_prediction(probabilities, case.properties, self.model.plans, self.model.config, Path(out_path),
-                          self.file_ending, save_probabilities=save_probabilities, labels=self.model.labels)
+                          self.file_ending, save_probabilities=save_probabilities, labels=self.model.labels,
+                          postprocess=postprocess)
 
     def predict_case(self, image_paths: list[Path], case_id: str = "case") -> tuple[np.ndarray, dict[str, Any]]:
         """Entry point of docs/interfaces.md "Python API": probabilities (K, z, y, x) at the plan's spacing + properties."""

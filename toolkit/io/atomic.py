@@ -2,6 +2,13 @@
 
 An interrupted run must never leave a half-written file that a resumed run would take for a finished
 one, so every output of the toolkit goes through these helpers.
+
+Permissions: outputs get the mode a plain ``open(path, "w")`` (files, ``0o666 & ~umask``) or
+``mkdir`` (folders, ``0o777 & ~umask``) would give, so that colleagues sharing a lab folder and a
+container's non-root user can read them. ``tempfile.mkstemp``/``mkdtemp`` would make them 0600/0700
+whatever the umask. The temporary entries are therefore created with ``os.open(..., O_CREAT | O_EXCL,
+0o666)`` / ``os.mkdir(..., 0o777)`` under a random name: the kernel applies the umask itself, so the
+process-global umask is never read or changed (``os.umask(0)`` + restore would race with other threads).
 """
 
 from __future__ import annotations
@@ -9,12 +16,43 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from toolkit.errors import SegkitError
+
+_ATTEMPTS = 100
+
+
+def _temp_name(parent: Path, prefix: str, suffix: str) -> Path:
+    return parent / f"{prefix}{secrets.token_hex(6)}{suffix}"
+
+
+def create_temp_file(parent: Path, prefix: str = ".", suffix: str = ".tmp") -> Path:
+    """Create a new empty file in ``parent`` with a random name and the mode ``open()`` would give."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(_ATTEMPTS):
+        tmp = _temp_name(parent, prefix, suffix)
+        try:
+            os.close(os.open(tmp, flags, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name in {parent}")
+
+
+def create_temp_dir(parent: Path, prefix: str = ".", suffix: str = ".tmp") -> Path:
+    """Create a new empty folder in ``parent`` with a random name and the mode ``mkdir`` would give."""
+    for _ in range(_ATTEMPTS):
+        tmp = _temp_name(parent, prefix, suffix)
+        try:
+            os.mkdir(tmp, 0o777)
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name in {parent}")
 
 
 @contextlib.contextmanager
@@ -22,15 +60,13 @@ def atomic_write_path(path: str | Path, suffix: str | None = None) -> Iterator[P
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     The temporary name keeps the final suffix (``.nii.gz``, ``.npy``...) because some writers pick
-    the format from the file name.
+    the format from the file name. The file gets the umask's mode (see the module docstring).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = create_temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp" + suffix)
     try:
         yield tmp_path
         os.replace(tmp_path, path)

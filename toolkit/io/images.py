@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.errors import SegkitError
+from toolkit.io.atomic import create_temp_dir
 from toolkit.io.integrity import nifti_truncation
 
 
@@ -186,7 +186,7 @@ def write_image(array: np.ndarray, geometry: Geometry, path: str | Path) -> None
     path = Path(path)
     _, writer = _FORMATS[ending_of(path)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp_dir = create_temp_dir(path.parent, prefix=f".{path.name}.")
     try:
         writer(array, geometry, tmp_dir / path.name)
         for produced in tmp_dir.iterdir():

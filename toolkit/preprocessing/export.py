@@ -19,6 +19,7 @@ torch on the whole volume at once 53.6 s, +6482 MiB.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -164,11 +165,13 @@ def _segmentation_path(out_path: Path, file_ending: str) -> Path:
 
 def export_prediction(probabilities: Any, properties: dict, plans: dict, config: str, out_path: Path,
                       file_ending: str, save_probabilities: bool = False, labels: list[int] | None = None,
-                      backend: str = "auto") -> None:
+                      backend: str = "auto", postprocess: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
     """Write the segmentation ``out_path`` (+ ``<case>.npz`` with ``probabilities`` when asked).
 
     ``out_path`` may carry ``file_ending`` or not; ``labels`` maps channel index -> label value
-    (default: background then the plan's sorted foreground values).
+    (default: background then the plan's sorted foreground values). ``postprocess`` maps the label
+    volume before its one atomic write, so no un-postprocessed file ever lies at ``out_path``
+    (a resumed ``segkit predict`` skips cases whose output exists).
     """
     _check_shape(probabilities, properties)
     lut = _label_lut(plans, labels, probabilities.shape[0])
@@ -189,4 +192,6 @@ def export_prediction(probabilities: Any, properties: dict, plans: dict, config:
                                              new_spacing, threshold, backend):
             inner[o0:o1] = lut[np.argmax(slab, axis=0)]
         seg = _to_original_ndim(seg, geometry, 0)
+    if postprocess is not None:
+        seg = postprocess(seg)
     write_image(seg, geometry, seg_path)

@@ -84,8 +84,8 @@ def link_or_copy(src: Path, dst: Path) -> None:
         tmp.unlink()
     try:
         os.link(src, tmp)
-    except OSError:
-        shutil.copy2(src, tmp)
+    except OSError:  # content only: the copy's mode follows the umask, like every output
+        shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
 
 

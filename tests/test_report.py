@@ -163,3 +163,22 @@ def test_one_curve_figure_per_configuration(selected):
         assert (wd / "report" / f"curves_{config}.png").stat().st_size > 1000
         assert f"{config}: fold 0: 3 epoch(s)" in curves and "fold 1: 4 epoch(s)" in curves
     assert not list((wd / "report").glob("curves_*_fold_*.png"))
+
+
+def test_unreadable_checkpoint_costs_one_curve_and_is_said(tmp_path):
+    from toolkit.report.curves import curves_section, read_fold_logs
+
+    models = tmp_path / "models"
+    for k in range(2):
+        (models / "2d" / f"fold_{k}").mkdir(parents=True)
+    torch.save({"logs": _logs(2, 0.0)}, models / "2d" / "fold_0" / "checkpoint_latest.pt")
+    (models / "2d" / "fold_1" / "checkpoint_final.pt").write_bytes(b"not a checkpoint")
+    assert read_fold_logs(models / "2d" / "fold_0")["train_loss"] == _logs(2, 0.0)["train_loss"]
+    assert read_fold_logs(tmp_path) is None
+    with pytest.raises(ValueError, match="checkpoint_final.pt"):
+        read_fold_logs(models / "2d" / "fold_1")
+    (tmp_path / "out").mkdir()
+    html = curves_section(models, tmp_path / "out")
+    assert "2d: fold 0: 2 epoch(s)" in html and "fold 1:" not in html.split("</figure>")[0]
+    assert "2d fold_1: no training logs in checkpoint_final.pt" in html
+    assert (tmp_path / "out" / "curves_2d.png").is_file()

@@ -14,13 +14,14 @@ from toolkit.report.plots import folds_figure
 
 
 def read_fold_logs(fold_dir: Path) -> dict[str, list] | None:
-    """The logs stored in the fold's newest checkpoint, or None if it has none (or it is unreadable)."""
+    """The logs of the fold's newest readable checkpoint; None if it has no checkpoint yet.
+
+    Raises ValueError when checkpoints exist but none of them holds logs (corrupt or foreign files).
+    """
     import torch
 
-    for name in ("checkpoint_latest.pt", "checkpoint_final.pt"):
-        path = fold_dir / name
-        if not path.is_file():
-            continue
+    paths = [fold_dir / n for n in ("checkpoint_latest.pt", "checkpoint_final.pt") if (fold_dir / n).is_file()]
+    for path in paths:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception:  # noqa: BLE001 - a corrupt checkpoint costs the report one curve, not the report
@@ -28,6 +29,8 @@ def read_fold_logs(fold_dir: Path) -> dict[str, list] | None:
         logs = state.get("logs") if isinstance(state, dict) else None
         if isinstance(logs, dict) and logs.get("train_loss"):
             return {k: list(v) for k, v in logs.items()}
+    if paths:
+        raise ValueError(f"no training logs in {', '.join(p.name for p in paths)}")
     return None
 
 
@@ -38,11 +41,15 @@ def _fold_key(path: Path) -> tuple:
 
 def curves_section(models: Path, out: Path) -> str:
     """One figure per configuration (folds overlaid) with a row of final values per fold."""
-    parts = []
+    parts, problems = [], []
     for config_dir in sorted(p for p in models.glob("*") if p.is_dir()):
         folds = {}
         for fold_dir in sorted(config_dir.glob("fold_*"), key=_fold_key):
-            logs = read_fold_logs(fold_dir)
+            try:
+                logs = read_fold_logs(fold_dir)
+            except ValueError as exc:
+                problems.append(f"{config_dir.name} {fold_dir.name}: {exc}")
+                continue
             if logs is not None:
                 folds[fold_dir.name.removeprefix("fold_")] = logs
         if not folds:
@@ -53,6 +60,7 @@ def curves_section(models: Path, out: Path) -> str:
                            for k, v in folds.items())
         parts.append(f"<figure><img class=curves src='{esc(name)}' alt='training curves {esc(config_dir.name)}'>"
                      f"<figcaption>{esc(config_dir.name)}: {esc(finals)}</figcaption></figure>")
+    parts.extend(f"<p class=warn>{esc(p)}</p>" for p in problems)
     if not parts:
         return "<p class=note>No training curves yet (no checkpoint with logs).</p>"
     note = ("<p class=note>Per-fold detail (learning rate, epoch time): "

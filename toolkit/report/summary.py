@@ -17,10 +17,7 @@ from toolkit.report.markup import esc, num, table
 def load_test_summary(path: str | Path) -> dict:
     """Read a ``segkit evaluate`` summary.json; a file of another shape is a one-line error."""
     path = Path(path)
-    try:
-        summary = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise SegkitError(f"unreadable test summary ({type(exc).__name__})", path) from None
+    summary = read_json(path)
     if not (isinstance(summary, dict) and isinstance(summary.get("mean"), dict)
             and isinstance(summary.get("per_case"), list) and isinstance(summary.get("foreground_mean"), dict)):
         raise SegkitError("not a segkit evaluate summary (needs 'per_case', 'mean', 'foreground_mean')", path)

@@ -20,3 +20,5 @@ def test_demo_tiny(tmp_path):
     summary = json.loads((work / "predictions" / "summary.json").read_text())
     assert sorted(c["case"] for c in summary["per_case"]) == ["phantom_006", "phantom_007"]
     assert "foreground mean" in result.output and "report:" in result.output
+    page = (wd / "report" / "index.html").read_text(encoding="utf-8")  # the demo passes its test summary
+    assert f"test set <b>{summary['foreground_mean']['Dice']:.4f}</b> on 2 case(s)" in page

@@ -115,13 +115,21 @@ def test_report_has_every_section(finished_run):
     result = CliRunner().invoke(cli, ["report", str(ds), "--work", str(work)])
     assert result.exit_code == 0, result.output
     report = work / ds.name / "report"
-    page = (report / "index.html").read_text()
-    for title in ("Dataset fingerprint", "Plans", "Training curves", "Cross-validation", "Model selection",
-                  "Best and worst validation case"):
-        assert f"<h2>{title}</h2>" in page
-    for png in ("dice_boxplot.png", "overlay_best.png", "overlay_worst.png", "curves_2d_fold_0.png"):
+    page = (report / "index.html").read_text(encoding="utf-8")
+    titles = ("Summary", "Validation cases, worst first", "Training curves", "Cross-validation",
+              "Postprocessing steps", "Dataset fingerprint", "Plans")
+    positions = [page.index(f">{title}</h2>") for title in titles]
+    assert positions == sorted(positions)
+    winner = json.loads((work / ds.name / "selection.json").read_text(encoding="utf-8"))["winner"]
+    assert f"Selected: <b class=winner>{winner['name']}</b>" in page[: positions[1]]
+    assert f"{winner['score']:.4f}" in page[: positions[1]]
+    # one figure per configuration, its fold logs read from the real (memory-mapped) checkpoints
+    for png in ("dice_boxplot.png", "curves_2d.png", "curves_3d_fullres.png"):
         assert (report / png).stat().st_size > 1000
-        assert png in page
+        assert page.count(png) == 1
+    assert "2d: fold 0: 1 epoch(s)" in page and "fold 1: 1 epoch(s)" in page
+    overlays = sorted((report / "overlays").glob("*.png"))
+    assert len(overlays) == 6 and all(f"overlays/{p.name}" in page for p in overlays)
 
 
 def test_run_resumes_after_kill(tmp_path):

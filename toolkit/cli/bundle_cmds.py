@@ -33,8 +33,11 @@ def export(dataset: Path, work: Path | None, out: Path, overwrite: bool) -> None
 @click.command()
 @dataset_argument
 @work_option
-def report(dataset: Path, work: Path | None) -> None:
-    """Write <WORK>/<dataset>/report/index.html: fingerprint, plans, curves, CV, selection, overlays."""
+@click.option("--test-summary", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="summary.json of `segkit evaluate` on test-set predictions, shown beside the CV Dice.")
+def report(dataset: Path, work: Path | None, test_summary: Path | None) -> None:
+    """Write <WORK>/<dataset>/report/index.html: summary first (selected model, CV and test Dice),
+    validation cases worst first with overlays, curves per configuration, CV, postprocessing, plans."""
     from toolkit.report import build_report
 
-    click.echo(str(build_report(dataset, work)))
+    click.echo(str(build_report(dataset, work, test_summary=test_summary)))

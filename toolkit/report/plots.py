@@ -1,4 +1,4 @@
-"""Report figures (matplotlib, Agg): per-class Dice box plots and validation-case overlays."""
+"""Report figures (matplotlib, Agg): per-class Dice box plots, validation-case overlays, fold curves."""
 
 from __future__ import annotations
 
@@ -47,25 +47,63 @@ def _best_slice(ref: np.ndarray, pred: np.ndarray) -> int:
     return int(np.argmax(counts))
 
 
-def overlay(image: np.ndarray, ref: np.ndarray, pred: np.ndarray, title: str, out: Path) -> Path:
-    """Image slice with the reference (solid) and prediction (dashed) contours of every class."""
+def overlay(image: np.ndarray, ref: np.ndarray, pred: np.ndarray, title: str, out: Path,
+            names: dict[int, str] | None = None) -> Path:
+    """Image slice with the reference and prediction contours; one colour per class value (legend)."""
     plt = _pyplot()
     if image.ndim == 2:
         image, ref, pred = image[None], ref[None], pred[None]
     z = _best_slice(ref, pred)
     fig, axes = plt.subplots(1, 2, figsize=(8, 4.2))
     colors = plt.get_cmap("tab10")
+    labels = sorted((set(np.unique(ref[z]).tolist()) | set(np.unique(pred[z]).tolist())) - {0})
     for ax, seg, name in ((axes[0], ref, "reference"), (axes[1], pred, "prediction")):
         ax.imshow(image[z], cmap="gray", interpolation="nearest")
-        for i, lb in enumerate(sorted(set(np.unique(ref[z])) | set(np.unique(pred[z])) - {0})):
-            if lb == 0:
-                continue
-            ax.contour(seg[z] == lb, levels=[0.5], colors=[colors(i % 10)], linewidths=1.2)
+        for lb in labels:
+            if (seg[z] == lb).any():
+                ax.contour(seg[z] == lb, levels=[0.5], colors=[colors(int(lb) % 10)], linewidths=1.2)
         ax.set_title(f"{name} (slice {z})", fontsize=9)
         ax.axis("off")
+    handles = [plt.Line2D([], [], color=colors(int(lb) % 10), label=(names or {}).get(int(lb), f"label {lb}"))
+               for lb in labels]
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     with atomic_write_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return out
+
+
+def folds_figure(config: str, folds: dict[str, dict[str, list]], out: Path) -> Path:
+    """Two panels, one colour per fold: losses (train solid, validation dashed) and EMA pseudo-Dice."""
+    plt = _pyplot()
+    colors = plt.get_cmap("tab10")
+    fig, (loss_ax, dice_ax) = plt.subplots(1, 2, figsize=(10, 3.2))
+    for i, (fold, logs) in enumerate(folds.items()):
+        x = list(range(1, len(logs["train_loss"]) + 1))
+        style = {"color": colors(i % 10), "marker": "o" if len(x) <= 12 else None, "markersize": 3}
+        loss_ax.plot(x, logs["train_loss"], **style)
+        loss_ax.plot(x, logs["val_loss"], ls="--", **style)
+        dice_ax.plot(x, logs["ema_fg_dice"], label=f"fold {fold}", **style)
+    loss_ax.plot([], [], color="k", label="train")
+    loss_ax.plot([], [], color="k", ls="--", label="validation")
+    loss_ax.set_ylabel("loss")
+    dice_ax.set_ylabel("pseudo-Dice (EMA)")
+    dice_ax.set_ylim(0, 1)
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = max(len(logs["train_loss"]) for logs in folds.values())
+    for ax in (loss_ax, dice_ax):
+        ax.set_xlabel("epoch")
+        ax.set_xlim(0.5, epochs + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2 if len(folds) > 5 else 1)
+    fig.suptitle(config, fontsize=10)
+    fig.tight_layout()
+    with atomic_write_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     return out

@@ -93,8 +93,10 @@ def test_lits():
     check_batch(full, 2)
     assert full["pool_strides"] == [[2, 2, 2]] * 5 and full["conv_kernel_sizes"] == [[3, 3, 3]] * 6
     low = cfg["3d_lowres"]
-    assert low["spacing"] == pytest.approx([2.47, 1.9, 1.9], abs=0.01)
-    assert low["median_shape"] == pytest.approx([195, 207, 207], abs=1)
+    # the paper searched in 1% steps, nnU-Net v2 (and segkit) in 3% steps: within one step of the paper
+    # (tests/test_planning_presets.py checks the exact nnunetv2 2.8.1 numbers on this fingerprint)
+    assert low["spacing"] == pytest.approx([2.47, 1.9, 1.9], rel=0.03)
+    assert low["median_shape"] == pytest.approx([195, 207, 207], rel=0.03)
     check_patch(low, [128, 128, 128])
     check_batch(low, 2)
     casc = cfg["3d_cascade_fullres"]

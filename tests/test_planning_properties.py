@@ -61,7 +61,7 @@ def test_plans_are_valid(fp, spec, gb):
             pools = sum(s[axis] == 2 for s in strides)
             assert c["patch_size"][axis] % 2**pools == 0
             assert c["patch_size"][axis] // 2**pools >= 4 or pools == 0
-        spec_net = UNetSpec.from_plan(c, spec.num_channels, spec.num_classes)
+        spec_net = UNetSpec.from_plan(c, spec.num_channels, spec.num_classes, deep_supervision=False)
         est = spec_net.feature_map_voxels(c["patch_size"])
         assert est == c["estimated_feature_map_voxels"]
         assert c["batch_size"] * est <= c["memory_budget_voxels"]

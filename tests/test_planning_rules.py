@@ -123,9 +123,13 @@ def test_initial_patch_is_isotropic_in_mm_and_clipped():
 
 
 def test_estimate_is_the_network_specs_feature_map_sum():
+    """Counted as nnunetv2's planner does: the network without the lower deep-supervision heads."""
     t = plan_topology([5, 1.5625, 1.5625], [18, 237, 208])
-    spec = UNetSpec.from_plan({"conv_kernel_sizes": t.conv_kernel_sizes, "pool_strides": t.pool_strides}, 1, 4)
-    assert estimate_voxels(t, 1, 4) == spec.feature_map_voxels(t.patch_size) == 311_790_080
+    plan = {"conv_kernel_sizes": t.conv_kernel_sizes, "pool_strides": t.pool_strides}
+    spec = UNetSpec.from_plan(plan, 1, 4, deep_supervision=False)
+    assert estimate_voxels(t, 1, 4) == spec.feature_map_voxels(t.patch_size) == 310_481_920
+    with_heads = UNetSpec.from_plan(plan, 1, 4).feature_map_voxels(t.patch_size)
+    assert with_heads - estimate_voxels(t, 1, 4) == 4 * (20 * 128 * 112 + 10 * 64 * 56 + 5 * 32 * 28)  # heads 1..3
 
 
 def test_headroom_raises_the_batch_rounding_down():

@@ -23,3 +23,13 @@ augmentation_config_option = click.option(
     "--augmentation-config", "augmentation_config", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="YAML file overriding any of the augmentation settings (keys and defaults: docs/augmentation.md).",
 )
+preset_option = click.option(
+    "--preset", "preset", default=None, metavar="NAME",
+    help="Planner preset (toolkit/planning/presets.yaml): default (nnU-Net's plain U-Net), resenc-m, resenc-l or "
+         "resenc-xl (nnU-Net's residual-encoder presets). Default: default.",
+)
+gpu_memory_option = click.option(
+    "--gpu-memory-gb", "gpu_memory_gb", type=float, default=None,
+    help="GPU memory budget the plans must fit (default: the preset's target: 8 GB for default and resenc-m, "
+         "24 for resenc-l, 40 for resenc-xl).",
+)

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from toolkit.cli.options import gpu_memory_option, preset_option
 from toolkit.errors import SegkitError
 
 
@@ -90,28 +91,32 @@ def _load_inputs(dataset, work, jobs, fp_path, ds_json):
 @click.command()
 @click.argument("dataset", type=click.Path(path_type=Path), required=False)
 @click.option("--work", type=click.Path(path_type=Path), default=None, help="work directory (default $SEGKIT_WORK or ./segkit_work)")
-@click.option("--gpu-memory-gb", type=float, default=8.0, show_default=True, help="GPU memory budget the plans must fit")
-@click.option("--explain", is_flag=True, help="print the rule trace (which rule fired with which numbers) on stderr")
+@preset_option
+@gpu_memory_option
+@click.option("--explain", is_flag=True, help="print the rule trace (the preset's rules, which rule fired with which numbers) on stderr")
 @click.option("--fingerprint", "fp_path", type=click.Path(path_type=Path), default=None,
               help="plan from this fingerprint alone (no images needed); prints plans JSON on stdout")
 @click.option("--dataset-json", "ds_json", type=click.Path(path_type=Path), default=None,
               help="dataset.json to use with --fingerprint")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="workers if the fingerprint must be computed first")
-def plan(dataset, work, gpu_memory_gb, explain, fp_path, ds_json, jobs) -> None:
+def plan(dataset, work, preset, gpu_memory_gb, explain, fp_path, ds_json, jobs) -> None:
     """Infer the configurations (2d, 3d_fullres, 3d_lowres, 3d_cascade_fullres) from the fingerprint.
 
-    With DATASET: writes <WORK>/<dataset>/plans.json and prints the plans table.
+    --preset chooses nnU-Net v2's planner to follow (default: the plain U-Net; resenc-m/l/xl: the
+    residual-encoder U-Net presets). With DATASET: writes <WORK>/<dataset>/plans.json and prints the
+    plans table.
     With --fingerprint/--dataset-json: prints the plans JSON on stdout and the table on stderr.
     """
     import json
 
     from toolkit.io.atomic import atomic_write_json
-    from toolkit.planning import format_plans_table, plan_experiment
+    from toolkit.planning import format_plans_table, load_preset, plan_experiment
 
-    if gpu_memory_gb <= 0:
+    if gpu_memory_gb is not None and gpu_memory_gb <= 0:
         raise SegkitError(f"--gpu-memory-gb must be positive, got {gpu_memory_gb}")
+    settings = load_preset(preset)
     fp, spec, wd = _load_inputs(dataset, work, jobs, fp_path, ds_json)
-    plans, trace = plan_experiment(fp, spec, gpu_memory_gb)
+    plans, trace = plan_experiment(fp, spec, gpu_memory_gb, settings)
     if explain:
         click.echo("\n".join(trace), err=True)
     table = format_plans_table(plans)

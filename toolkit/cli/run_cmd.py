@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli.options import augmentation_config_option, dataset_argument, precision_option, work_option
+from toolkit.cli.options import (
+    augmentation_config_option,
+    dataset_argument,
+    gpu_memory_option,
+    precision_option,
+    preset_option,
+    work_option,
+)
 
 
 @click.command()
@@ -27,7 +34,8 @@ from toolkit.cli.options import augmentation_config_option, dataset_argument, pr
 @augmentation_config_option
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Worker processes for fingerprint, preprocessing and evaluation (default: CPUs, at most 8).")
-@click.option("--gpu-memory-gb", type=float, default=8.0, show_default=True, help="Planner's GPU memory budget.")
+@preset_option
+@gpu_memory_option
 @click.option("--no-select", is_flag=True, help="Stop after training (no model selection).")
 @click.option("--num-gpus", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data-parallel ranks per fold (local executor; on SLURM: --slurm-gpus-per-job).")
@@ -45,7 +53,7 @@ from toolkit.cli.options import augmentation_config_option, dataset_argument, pr
               help="How often the slurm executor checks its jobs.")
 def run(dataset: Path, work: Path | None, configs: tuple[str, ...], folds: tuple[int, ...], epochs: int | None,
         iters_per_epoch: int | None, val_iters: int | None, num_workers: int | None, device: str | None,
-        seed: int | None, precision: str | None, augmentation_config: Path | None, jobs: int | None, gpu_memory_gb: float, no_select: bool, num_gpus: int, executor: str,
+        seed: int | None, precision: str | None, augmentation_config: Path | None, jobs: int | None, preset: str | None, gpu_memory_gb: float | None, no_select: bool, num_gpus: int, executor: str,
         slurm_partition: str | None, slurm_gpus_per_job: int, slurm_time: str | None,
         slurm_cpus_per_job: int | None, slurm_mem_gb: float | None, max_retries: int,
         poll_seconds: float) -> None:
@@ -58,12 +66,14 @@ def run(dataset: Path, work: Path | None, configs: tuple[str, ...], folds: tuple
     import os
 
     from toolkit.pipeline.run import RunOptions, format_summary, run_pipeline
+    from toolkit.planning import load_preset
     from toolkit.training.augment_settings import load_settings_file
 
+    load_preset(preset)  # an unknown preset fails before any fingerprinting
     augmentation = load_settings_file(augmentation_config) if augmentation_config is not None else None
     opts = RunOptions(list(configs), list(folds), epochs, iters_per_epoch, val_iters, num_workers, device, seed,
                       jobs or min(8, os.cpu_count() or 1), gpu_memory_gb, not no_select, num_gpus, precision,
-                      augmentation)
+                      augmentation, preset=preset)
     if executor == "slurm":
         from toolkit.pipeline.cluster import SlurmOptions, run_on_cluster
 

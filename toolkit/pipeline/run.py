@@ -42,11 +42,12 @@ class RunOptions:
     device: str | None = None
     seed: int | None = None
     jobs: int = 1
-    gpu_memory_gb: float = 8.0
+    gpu_memory_gb: float | None = None  # None: the preset's GPU-memory target
     select: bool = True
     num_gpus: int = 1  # data-parallel ranks per fold (toolkit.training.distributed)
     precision: str | None = None  # None: TrainerOptions' (auto); see toolkit.precision
     augmentation: Any = None  # AugmentationSettings; None: the defaults (an interrupted fold keeps its own)
+    preset: str | None = None  # planner preset (toolkit/planning/presets.yaml); None: default / existing plans
 
 
 def _recipe(spec: DatasetSpec) -> dict[str, Any]:
@@ -143,7 +144,7 @@ def prepare_run(dataset: str | Path, work: str | Path | None, opts: RunOptions) 
                           "(run `segkit verify` for all)", spec.root)
     wd = WorkDir.for_dataset(work, spec.root)
     fingerprint = ensure_fingerprint(spec, wd, opts.jobs)
-    plans = ensure_plans(spec, wd, fingerprint, opts.gpu_memory_gb)
+    plans = ensure_plans(spec, wd, fingerprint, opts.gpu_memory_gb, opts.preset)
     configs = _choose_configs(plans, opts, _recipe(spec))
     ensure_preprocessed(spec, wd, plans, configs, opts.jobs)
     splits = ensure_splits(spec, wd)

@@ -44,14 +44,27 @@ def write_fingerprint(spec: DatasetSpec, wd: WorkDir, jobs: int) -> dict[str, An
     return fp
 
 
-def ensure_plans(spec: DatasetSpec, wd: WorkDir, fingerprint: dict[str, Any], gpu_memory_gb: float) -> dict[str, Any]:
-    """plans.json; an existing one is kept (users may edit it: hyperparameters are data)."""
-    from toolkit.planning import format_plans_table, plan_experiment
+def ensure_plans(spec: DatasetSpec, wd: WorkDir, fingerprint: dict[str, Any], gpu_memory_gb: float | None,
+                 preset: str | None = None) -> dict[str, Any]:
+    """plans.json; an existing one is kept (users may edit it: hyperparameters are data).
 
+    ``preset`` None plans with the default preset, or keeps whatever plans exist; a named preset that
+    differs from the existing plans' (a plans.json without "preset" is the default's) is an error
+    rather than a silent mix of two planners in one work directory.
+    """
+    from toolkit.planning import format_plans_table, load_preset, plan_experiment
+
+    settings = load_preset(preset)
     if wd.plans.is_file():
-        return read_json(wd.plans)
-    log(f"[plan] GPU memory budget {gpu_memory_gb:g} GB")
-    plans, _ = plan_experiment(fingerprint, spec, gpu_memory_gb)
+        plans = read_json(wd.plans)
+        existing = plans.get("preset", "default") if isinstance(plans, dict) else None
+        if preset is not None and existing != settings.preset:
+            raise SegkitError(f"was planned with preset {existing!r}, not {settings.preset!r}: remove it (and the "
+                              "preprocessed data) or use another --work to plan with the new preset", wd.plans)
+        return plans
+    gb = settings.gpu_memory_gb if gpu_memory_gb is None else gpu_memory_gb
+    log(f"[plan] preset {settings.preset}, GPU memory budget {gb:g} GB")
+    plans, _ = plan_experiment(fingerprint, spec, gpu_memory_gb, settings)
     atomic_write_json(wd.plans, plans)
     log(format_plans_table(plans))
     return plans

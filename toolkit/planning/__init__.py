@@ -4,7 +4,9 @@ Imports neither torch nor any GPU code path; planning all configurations takes w
 """
 
 from toolkit.planning.planner import check_fingerprint, plan_experiment
+from toolkit.planning.presets import load_preset, load_presets, preset_names
 from toolkit.planning.settings import DEFAULT_SETTINGS, PlannerSettings
 from toolkit.planning.table import format_plans_table
 
-__all__ = ["DEFAULT_SETTINGS", "PlannerSettings", "check_fingerprint", "format_plans_table", "plan_experiment"]
+__all__ = ["DEFAULT_SETTINGS", "PlannerSettings", "check_fingerprint", "format_plans_table", "load_preset",
+           "load_presets", "plan_experiment", "preset_names"]

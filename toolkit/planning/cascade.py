@@ -1,7 +1,7 @@
 """Cascade trigger and the low-resolution spacing search (docs/method.md 1.3 "3D cascade").
 
 A low-res spacing is searched whenever the full-res patch covers less than 25% of the median image.
-Starting from the full-res target spacing, the spacing grows by 1% per step (only the finer axes
+Starting from the full-res target spacing, the spacing grows by 3% per step as in nnU-Net v2 (only the finer axes
 while some axis is more than 2x finer than the coarsest), re-planning patch and topology each step,
 until the low-res patch covers at least 25% of the median image at that spacing. The low-res stage
 (and with it the cascade) is kept only if its median image has at most half the voxels of the

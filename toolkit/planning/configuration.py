@@ -2,14 +2,17 @@
 
 Memory is estimated as the per-sample sum of all feature-map voxels of the planned network, taken
 from :meth:`toolkit.network.architecture.UNetSpec.feature_map_voxels` (the same description that
-builds the torch network), and compared with a reference value known to fit the reference GPU at a
-reference batch size (docs/method.md 1.3). The budget scales linearly with ``gpu_memory_gb``:
-batch ``b`` fits when ``b * estimate <= reference * reference_batch * gpu_memory_gb / 8``.
+builds the torch network, plain or residual-encoder U-Net as the preset says; like nnU-Net's planner,
+without the lower deep-supervision heads), and compared with a
+reference value known to fit the reference GPU at a reference batch size (docs/method.md 1.3). The
+budget scales linearly with ``gpu_memory_gb``: batch ``b`` fits when
+``b * estimate <= reference * reference_batch * gpu_memory_gb / reference_gpu_gb``.
 
-Batch size: the patch is shrunk until batch 2 fits; if no shrink was needed the batch grows into
-the remaining headroom (rounded down, so the plan stays inside the budget; nnU-Net v2 rounds to
-nearest), then it is capped so one batch holds at most 5% of the resampled training set's voxels,
-and it is never below 2.
+Batch size: the patch is shrunk until the preset's fit batch fits (batch 2 for the default planner,
+the reference batch for nnU-Net's ResEnc planners), then the batch grows into the remaining headroom
+(rounded down, so the plan stays inside the budget; nnU-Net v2 rounds to nearest), then it is capped
+so one batch holds at most the preset's fraction (5% by default) of the resampled training set's
+voxels, and it is never below 2.
 """
 
 from __future__ import annotations
@@ -61,15 +64,27 @@ def initial_patch(
     return [int(math.ceil(min(p, m))) for p, m in zip(scaled, median_shape, strict=True)]
 
 
-def estimate_voxels(topology: Topology, in_channels: int, num_classes: int) -> int:
-    """Per-sample feature-map voxels of the U-Net this topology builds (via :class:`UNetSpec`)."""
+def estimate_voxels(
+    topology: Topology, in_channels: int, num_classes: int, settings: PlannerSettings = DEFAULT_SETTINGS
+) -> int:
+    """Per-sample feature-map voxels of the network this topology builds (via :class:`UNetSpec`).
+
+    Counted without the deep-supervision heads (only the full-resolution head), as nnunetv2's planners
+    do: they instantiate the network with its default ``deep_supervision=False`` for the estimate, and
+    the reference values were tuned on that count.
+    """
     ndim = len(topology.patch_size)
+    arch = settings.architecture_for(topology.n_stages)
     spec = UNetSpec(
         in_channels,
         num_classes,
         tuple(features_per_stage(topology.n_stages, ndim)),
         topology.conv_kernel_sizes,
         topology.stage_strides,
+        architecture=str(arch["name"]),
+        n_blocks_per_stage=tuple(arch["n_blocks_per_stage"]),
+        n_conv_per_stage_decoder=tuple(arch["n_conv_per_stage_decoder"]),
+        deep_supervision=False,
     )
     return spec.feature_map_voxels(topology.patch_size)
 
@@ -113,35 +128,34 @@ def plan_configuration(
     """
     notes = trace if trace is not None else []
     ndim = len(spacing)
-    ref_bs = settings.reference_batch(ndim)
+    ref_bs, fit_bs = settings.reference_batch(ndim), settings.fit_batch(ndim)
     budget = settings.reference_voxels(ndim, gpu_memory_gb) * ref_bs
     start = initial_patch(spacing, median_shape, settings)
     topo = plan_topology(spacing, start, settings)
-    est = estimate_voxels(topo, in_channels, num_classes)
+    est = estimate_voxels(topo, in_channels, num_classes, settings)
     notes.append(
         f"patch: start {_fmt(start)} (isotropic in mm, clipped to median {_fmt(median_shape)}) "
         f"-> padded {_fmt(topo.patch_size)}; budget {budget:.3g} feature-map voxels per batch"
     )
-    shrunk = False
-    while settings.min_batch_size * est > budget:
+    while fit_bs * est > budget:
         step = _shrink_once(topo, spacing, median_shape, settings)
         if step is None:
-            notes.append(f"patch {_fmt(topo.patch_size)} cannot shrink further; batch 2 exceeds the budget")
+            notes.append(f"patch {_fmt(topo.patch_size)} cannot shrink further; batch {fit_bs} exceeds the budget")
             break
         new_topo, axis, size = step
         notes.append(
-            f"patch {_fmt(topo.patch_size)} needs {settings.min_batch_size * est / budget:.2f}x budget at batch "
-            f"{settings.min_batch_size} -> shrink {axis_name(axis, ndim)} by {size}"
+            f"patch {_fmt(topo.patch_size)} needs {fit_bs * est / budget:.2f}x budget at batch "
+            f"{fit_bs} -> shrink {axis_name(axis, ndim)} by {size}"
         )
-        topo, shrunk = new_topo, True
-        est = estimate_voxels(topo, in_channels, num_classes)
-    batch = settings.min_batch_size if shrunk else max(int(budget // est), settings.min_batch_size)
-    if not shrunk:
-        notes.append(f"patch {_fmt(topo.patch_size)} fits: {est:.3g} voxels/sample -> batch {batch} by headroom")
-    cap = round(dataset_voxels * settings.max_dataset_fraction_per_batch / float(np.prod(topo.patch_size)))
+        topo = new_topo
+        est = estimate_voxels(topo, in_channels, num_classes, settings)
+    batch = max(int(budget // est), settings.min_batch_size)
+    notes.append(f"patch {_fmt(topo.patch_size)}: {est:.3g} voxels/sample -> batch {batch} by headroom")
+    frac = settings.max_dataset_fraction_per_batch
+    cap = round(dataset_voxels * frac / float(np.prod(topo.patch_size)))
     if cap < batch:
         notes.append(
-            f"batch {batch} would hold > {settings.max_dataset_fraction_per_batch:.0%} of the dataset's "
+            f"batch {batch} would hold > {frac:.0%} of the dataset's "
             f"{dataset_voxels:.3g} voxels -> batch {max(cap, settings.min_batch_size)}"
         )
         batch = max(cap, settings.min_batch_size)

@@ -23,6 +23,7 @@ from toolkit.errors import SegkitError
 from toolkit.planning.cascade import plan_lowres
 from toolkit.planning.configuration import ConfigPlan, plan_configuration
 from toolkit.planning.normalization import normalization_schemes
+from toolkit.planning.presets import preset_rules
 from toolkit.planning.settings import DEFAULT_SETTINGS, PlannerSettings
 from toolkit.planning.spacing import median_shape_at, target_spacing
 
@@ -66,7 +67,8 @@ def _as_3d(values: list[list[float]], fill: float) -> list[list[float]]:
     return [list(v) if len(v) == 3 else [fill, *v] for v in values]
 
 
-def _entry(plan: ConfigPlan, identifier: str, norm: list[str], masks: list[bool]) -> dict[str, Any]:
+def _entry(plan: ConfigPlan, identifier: str, norm: list[str], masks: list[bool],
+           settings: PlannerSettings) -> dict[str, Any]:
     topo = plan.topology
     return {
         "data_identifier": identifier,
@@ -78,6 +80,7 @@ def _entry(plan: ConfigPlan, identifier: str, norm: list[str], masks: list[bool]
         "pool_strides": [list(s) for s in topo.pool_strides],
         "num_pool_per_axis": list(topo.num_pool_per_axis),
         "features_per_stage": plan.features,
+        "architecture": settings.architecture_for(topo.n_stages),
         "normalization": list(norm),
         "use_mask_for_norm": list(masks),
         "estimated_feature_map_voxels": int(plan.estimate),
@@ -96,9 +99,9 @@ def _plan_3d(
     trace.append("[3d_lowres / cascade]")
     low = plan_lowres(full, n_train, in_ch, n_cls, gpu_memory_gb, settings, trace)
     # batch Dice as nnU-Net v2: on for 2d and for full-res when a cascade exists, off otherwise
-    configs = {"3d_fullres": {**_entry(full, "3d_fullres", *norm_masks), "batch_dice": low is not None}}
+    configs = {"3d_fullres": {**_entry(full, "3d_fullres", *norm_masks, settings), "batch_dice": low is not None}}
     if low is not None:
-        configs["3d_lowres"] = {**_entry(low, "3d_lowres", *norm_masks), "batch_dice": False,
+        configs["3d_lowres"] = {**_entry(low, "3d_lowres", *norm_masks, settings), "batch_dice": False,
                                 "next_stage": "3d_cascade_fullres"}
         configs["3d_cascade_fullres"] = {**copy.deepcopy(configs["3d_fullres"]), "previous_stage": "3d_lowres"}
     return configs
@@ -107,14 +110,20 @@ def _plan_3d(
 def plan_experiment(
     fingerprint: Mapping[str, Any],
     dataset: DatasetSpec,
-    gpu_memory_gb: float = 8.0,
+    gpu_memory_gb: float | None = None,
     settings: PlannerSettings = DEFAULT_SETTINGS,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Plans for 2d, 3d_fullres and (when triggered) 3d_lowres + 3d_cascade_fullres; and the rule trace."""
+    """Plans for 2d, 3d_fullres and (when triggered) 3d_lowres + 3d_cascade_fullres; and the rule trace.
+
+    ``settings`` is a preset (:func:`toolkit.planning.presets.load_preset`); ``gpu_memory_gb`` None
+    takes the preset's GPU-memory target, as nnU-Net's planners do without ``-gpu_memory_target``.
+    """
     check_fingerprint(fingerprint)
+    explicit_gpu = gpu_memory_gb is not None
+    gpu_memory_gb = float(gpu_memory_gb) if explicit_gpu else settings.gpu_memory_gb
     if gpu_memory_gb <= 0:
         raise SegkitError(f"--gpu-memory-gb must be positive, got {gpu_memory_gb}")
-    trace: list[str] = ["[normalization]"]
+    trace: list[str] = ["[preset]", *preset_rules(settings, gpu_memory_gb, explicit_gpu), "[normalization]"]
     spacings = _as_3d(fingerprint["spacings"], 999.0)
     shapes = _as_3d(fingerprint["shapes_after_crop"], 1)
     n_train = int(dataset.num_training) or len(spacings)
@@ -134,7 +143,7 @@ def plan_experiment(
     trace.append("[2d]")
     plan_2d = plan_configuration(spacing[1:], median[1:], dataset_voxels, dataset.num_channels,
                                  dataset.num_classes, gpu_memory_gb, settings, trace)
-    configs = {"2d": {**_entry(plan_2d, "2d", *norm_masks), "batch_dice": True}}
+    configs = {"2d": {**_entry(plan_2d, "2d", *norm_masks, settings), "batch_dice": True}}
     if median[0] > 1:
         configs.update(_plan_3d(spacing, median, dataset_voxels, dataset, n_train, gpu_memory_gb, settings,
                                 norm_masks, trace))
@@ -142,6 +151,7 @@ def plan_experiment(
         trace.append("[3d] the images have one slice: 2d only")
     plans = {
         "dataset_name": dataset.name,
+        "preset": settings.preset,
         "gpu_memory_gb": gpu_memory_gb,
         "transpose_forward": [0, 1, 2],
         "transpose_backward": [0, 1, 2],

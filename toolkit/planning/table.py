@@ -15,11 +15,19 @@ ROWS = (
     ("conv kernels", lambda c: " ".join(_x(k, sep="") for k in c["conv_kernel_sizes"])),
     ("features", lambda c: f"{c['features_per_stage'][0]}..{c['features_per_stage'][-1]}"
                            f" ({len(c['features_per_stage'])} stages)"),
+    ("network (enc / dec blocks)", lambda c: _network(c.get("architecture"))),
     ("normalization", lambda c: ", ".join(n + ("+mask" if m else "") for n, m in
                                           zip(c["normalization"], c["use_mask_for_norm"], strict=True))),
     ("memory (est/budget)", lambda c: f"{c['batch_size'] * c['estimated_feature_map_voxels'] / c['memory_budget_voxels']:.2f}"
      if "estimated_feature_map_voxels" in c else "-"),
 )
+
+
+def _network(arch: Any) -> str:
+    if not arch:
+        return "plain_unet"
+    short = {"plain_unet": "plain", "residual_encoder_unet": "resenc"}.get(arch["name"], arch["name"])
+    return f"{short} {_x(arch['n_blocks_per_stage'], sep=',')} / {_x(arch['n_conv_per_stage_decoder'], sep=',')}"
 
 
 def _x(values: Any, fmt: str = "{}", sep: str = "x") -> str:
@@ -31,7 +39,8 @@ def format_plans_table(plans: Mapping[str, Any]) -> str:
     configs = plans["configurations"]
     names = list(configs)
     cells = [[label] + [render(configs[n]) for n in names] for label, render in ROWS]
-    header = [f"{plans.get('dataset_name', '')} ({plans.get('gpu_memory_gb', '?')} GB)"] + names
+    header = [f"{plans.get('dataset_name', '')} ({plans.get('preset', 'default')}, "
+              f"{plans.get('gpu_memory_gb', '?')} GB)"] + names
     for n in names:
         if "previous_stage" in configs[n]:
             header[names.index(n) + 1] = f"{n} (after {configs[n]['previous_stage']})"

@@ -23,3 +23,27 @@ augmentation_config_option = click.option(
     "--augmentation-config", "augmentation_config", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="YAML file overriding any of the augmentation settings (keys and defaults: docs/augmentation.md).",
 )
+
+
+class FoldParam(click.ParamType):
+    """A fold index (0, 1, ...) or ``all`` (train on every case): one parser for every command."""
+
+    name = "fold"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's own signature
+        from toolkit.dataset.folds import parse_fold
+        from toolkit.errors import SegkitError
+
+        try:
+            return parse_fold(value)
+        except SegkitError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+FOLD = FoldParam()
+pretrained_weights_option = click.option(
+    "--pretrained-weights", "pretrained_weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Start from this checkpoint (fine-tuning): tensors matching by name and shape are loaded, the output "
+         "heads are re-initialised when the label set differs. Not with --resume.",
+)

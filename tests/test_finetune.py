@@ -1,8 +1,11 @@
 """Fine-tuning: `segkit plan --like` and `segkit train --pretrained-weights` (pretrained.py, transfer.py).
 
-End to end: pretrain 3d_fullres on one phantom (a few dozen iterations), move its plans to a second
-phantom whose labels differ (organ and lesion merged: 2 classes instead of 3), fine-tune with a fixed
-seed and compare the first epoch's training loss with the same run from scratch.
+End to end: pretrain 3d_fullres on one phantom (ten iterations), move its plans to a second
+phantom whose labels differ (organ and lesion merged: 2 classes instead of 3) and fine-tune from it.
+Not asserted: that the first epoch's loss is lower than from scratch. Measured (seed 7, CPU): it was
+higher after a few fine-tuning iterations (3d: 0.764 vs 0.662 after 40 pretraining / 3 fine-tuning
+iterations; 2d: 0.765 vs 0.621 after 100 / 5), since the re-initialised heads read informative
+features and start out confidently wrong; see the report of issue 13.
 """
 
 from __future__ import annotations
@@ -94,12 +97,13 @@ def _first_loss(fold: Path) -> float:
     return float(torch.load(fold / "checkpoint_final.pt", weights_only=True)["logs"]["train_loss"][0])
 
 
-def test_finetune_starts_lower_than_from_scratch(tmp_path):
+@pytest.mark.slow
+def test_finetune_on_a_phantom_with_other_labels(tmp_path):
     source = make_phantom_dataset(tmp_path / "raw", n_train=3, n_test=0, seed=3, extent_mm=(40.0, 48.0, 48.0))
     target = _merged_label_phantom(tmp_path / "raw")
     work = tmp_path / "work"
     _invoke(["run", str(source), "--work", str(work), "-c", "3d_fullres", "-f", "all", "-j", "1", "--epochs", "1",
-             "--iters-per-epoch", "40", "--val-iters", "1", *CPU])
+             "--iters-per-epoch", "10", "--val-iters", "1", *CPU])
     src_wd = work / source.name
     pretrained = src_wd / "models" / "3d_fullres" / "fold_all" / "checkpoint_final.pt"
 
@@ -117,7 +121,7 @@ def test_finetune_starts_lower_than_from_scratch(tmp_path):
     tuned = _invoke(["train", str(target), "--work", str(work), "-c", "3d_fullres", "-f", "all", *short,
                      "--pretrained-weights", str(pretrained)])
     fold = work / target.name / "models" / "3d_fullres" / "fold_all"
-    tuned_loss = _first_loss(fold)
+    assert np.isfinite(_first_loss(fold))
     ckpt = torch.load(fold / "checkpoint_final.pt", weights_only=True)
     assert ckpt["options"]["pretrained_weights"] == str(pretrained.resolve())
     import hashlib
@@ -125,12 +129,6 @@ def test_finetune_starts_lower_than_from_scratch(tmp_path):
     log = (fold / "training_log.txt").read_text(encoding="utf-8")
     assert "loaded: encoder.0.0.0.weight" in log and "not loaded: heads.0.weight (head re-initialised" in log
     assert "loaded: encoder.0.0.0.weight" in tuned  # CliRunner mixes stderr into the output
-
-    for path in fold.iterdir():
-        path.unlink()
-    _invoke(["train", str(target), "--work", str(work), "-c", "3d_fullres", "-f", "all", *short])
-    scratch_loss = _first_loss(fold)
-    assert tuned_loss < scratch_loss, (tuned_loss, scratch_loss)
 
     res = CliRunner().invoke(cli, ["train", str(target), "--work", str(work), "-c", "3d_fullres", "-f", "all",
                                    "--resume", "--pretrained-weights", str(pretrained)])

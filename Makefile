@@ -56,9 +56,12 @@ clean:
 # <challenge>-package    grand-challenge container image of the exported bundle
 # <challenge>            convert -> train -> export -> package
 # ADAPTER_ARGS (e.g. "-O names.team=abc --config my.yaml") go to both convert and submission.
+# RUN_ARGS go to segkit run, EXPORT_ARGS to segkit export; one model on all data (fold 'all'):
+#   make cremi RAW=... RUN_ARGS="-f all" EXPORT_ARGS="-c 3d_fullres --folds all"
 CHALLENGES := decathlon kits19 acdc lits bcv promise12 msles chaos segthor cremi folder
 ADAPTER_ARGS ?=
 RUN_ARGS ?=
+EXPORT_ARGS ?=
 IMAGE_TAG ?= latest
 
 define CHALLENGE_RULES
@@ -73,7 +76,7 @@ $(1)-convert: $(STAMP)
 $(1)-train: $(1)-convert
 	$(SEGKIT) run "$$($(1)_DATASET)" --work "$$(WORK)" $$(RUN_ARGS)
 $(1)-export: $(1)-train
-	$(SEGKIT) export "$$($(1)_DATASET)" --work "$$(WORK)" -o "$$($(1)_BUNDLE)"
+	$(SEGKIT) export "$$($(1)_DATASET)" --work "$$(WORK)" -o "$$($(1)_BUNDLE)" $$(EXPORT_ARGS)
 $(1)-submission: $(1)-export
 	$(SEGKIT) predict -m "$$($(1)_BUNDLE)" -i "$$($(1)_DATASET)/imagesTs" -o "$$(WORK)/predictions/$(1)" --save-probabilities
 	$(SEGKIT) submission $(1) "$$(WORK)/predictions/$(1)" "$$(WORK)/submissions/$(1)" --overwrite $$(ADAPTER_ARGS)

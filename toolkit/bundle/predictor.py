@@ -38,7 +38,7 @@ class BundlePredictor:
 
     @classmethod
     def from_bundle(cls, root: str | Path, device: str | None = "auto", tta: bool = True, step: float = 0.5,
-                    folds: list[int] | None = None, precision: str = "auto") -> BundlePredictor:
+                    folds: list[int | str] | None = None, precision: str = "auto") -> BundlePredictor:
         """Verify every checksum, then load the selected configurations (previous stages come along)."""
         root = Path(root)
         manifest = verify_bundle(root)

@@ -33,3 +33,27 @@ gpu_memory_option = click.option(
     help="GPU memory budget the plans must fit (default: the preset's target: 8 GB for default and resenc-m, "
          "24 for resenc-l, 40 for resenc-xl).",
 )
+
+
+class FoldParam(click.ParamType):
+    """A fold index (0, 1, ...) or ``all`` (train on every case): one parser for every command."""
+
+    name = "fold"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's own signature
+        from toolkit.dataset.folds import parse_fold
+        from toolkit.errors import SegkitError
+
+        try:
+            return parse_fold(value)
+        except SegkitError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+FOLD = FoldParam()
+pretrained_weights_option = click.option(
+    "--pretrained-weights", "pretrained_weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Start from this checkpoint (fine-tuning): tensors matching by name and shape are loaded, the output "
+         "heads are re-initialised when the label set differs. Not with --resume.",
+)

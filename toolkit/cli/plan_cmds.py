@@ -99,13 +99,18 @@ def _load_inputs(dataset, work, jobs, fp_path, ds_json):
 @click.option("--dataset-json", "ds_json", type=click.Path(path_type=Path), default=None,
               help="dataset.json to use with --fingerprint")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="workers if the fingerprint must be computed first")
-def plan(dataset, work, preset, gpu_memory_gb, explain, fp_path, ds_json, jobs) -> None:
+@click.option("--like", "like", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="fine-tuning: take this plans.json's configurations (topology, patch size, spacing, normalisation) "
+                   "with this dataset's labels and intensity statistics")
+def plan(dataset, work, preset, gpu_memory_gb, explain, fp_path, ds_json, jobs, like) -> None:
     """Infer the configurations (2d, 3d_fullres, 3d_lowres, 3d_cascade_fullres) from the fingerprint.
 
     --preset chooses nnU-Net v2's planner to follow (default: the plain U-Net; resenc-m/l/xl: the
     residual-encoder U-Net presets). With DATASET: writes <WORK>/<dataset>/plans.json and prints the
     plans table.
     With --fingerprint/--dataset-json: prints the plans JSON on stdout and the table on stderr.
+    With --like SOURCE_PLANS.json: the source's configurations moved to this dataset (for
+    `segkit train ... --pretrained-weights`); plans.json records "transferred_from".
     """
     import json
 
@@ -116,7 +121,13 @@ def plan(dataset, work, preset, gpu_memory_gb, explain, fp_path, ds_json, jobs) 
         raise SegkitError(f"--gpu-memory-gb must be positive, got {gpu_memory_gb}")
     settings = load_preset(preset)
     fp, spec, wd = _load_inputs(dataset, work, jobs, fp_path, ds_json)
-    plans, trace = plan_experiment(fp, spec, gpu_memory_gb, settings)
+    if like is not None:
+        from toolkit.io.atomic import read_json
+        from toolkit.planning.transfer import transfer_plans
+
+        plans, trace = transfer_plans(read_json(like), like, fp, spec)
+    else:
+        plans, trace = plan_experiment(fp, spec, gpu_memory_gb, settings)
     if explain:
         click.echo("\n".join(trace), err=True)
     table = format_plans_table(plans)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from toolkit.cli.options import FOLD
 from toolkit.errors import SegkitError
 
 
@@ -40,8 +41,9 @@ class GreedyOption(click.Option):
               help="Folder of raw images <case>_<XXXX><ending>.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (<case><ending>, optional <case>.npz).")
-@click.option("-f", "--folds", "folds", type=int, multiple=True, cls=GreedyOption,
-              help="Folds to ensemble (repeat or list: --folds 0 1 2); default: every trained fold.")
+@click.option("-f", "--folds", "folds", type=FOLD, multiple=True, cls=GreedyOption,
+              help="Folds to ensemble (repeat or list: --folds 0 1 2; 'all' is the model trained on every "
+                   "case); default: every trained numbered fold, else fold all.")
 @click.option("-c", "--config", "config", default=None,
               help="Configuration inside MODEL when MODEL is <WORK>/<dataset>/models.")
 @click.option("--no-tta", is_flag=True, help="Disable mirroring test-time augmentation.")
@@ -57,7 +59,7 @@ class GreedyOption(click.Option):
               help="Split the sorted case list into this many parts (one per job) ...")
 @click.option("--part-id", type=click.IntRange(min=0), default=0, show_default=True,
               help="... and predict part PART_ID only (cases PART_ID, PART_ID + NUM_PARTS, ...).")
-def predict(model: Path, in_dir: Path, out_dir: Path, folds: tuple[int, ...], config: str | None, no_tta: bool,
+def predict(model: Path, in_dir: Path, out_dir: Path, folds: tuple[int | str, ...], config: str | None, no_tta: bool,
             step: float, save_probabilities: bool, device: str, precision: str, overwrite: bool, num_parts: int,
             part_id: int) -> int:
     """Predict every case of IN_DIR with MODEL's folds (probabilities averaged) into OUT_DIR.

@@ -7,11 +7,13 @@ from pathlib import Path
 import click
 
 from toolkit.cli.options import (
+    FOLD,
     augmentation_config_option,
     dataset_argument,
     gpu_memory_option,
     precision_option,
     preset_option,
+    pretrained_weights_option,
     work_option,
 )
 
@@ -22,8 +24,9 @@ from toolkit.cli.options import (
 @click.option("-c", "--config", "configs", multiple=True,
               help="Configuration(s) to train (repeatable; default: every planned one). "
                    "A cascade brings its low-res stage. Limited compute: -c 3d_fullres.")
-@click.option("-f", "--fold", "folds", type=click.IntRange(min=0), multiple=True,
-              help="Fold(s) to train (repeatable; default: all). Limited compute: -f 0.")
+@click.option("-f", "--fold", "folds", type=FOLD, multiple=True,
+              help="Fold(s) to train (repeatable; default: every fold of the splits). Limited compute: -f 0. "
+                   "-f all: one model on every case (no validation, no selection).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per fold (default 1000).")
 @click.option("--iters-per-epoch", type=click.IntRange(min=1), default=None, help="Iterations per epoch (default 250).")
 @click.option("--val-iters", type=click.IntRange(min=0), default=None, help="Validation batches per epoch (default 50).")
@@ -51,12 +54,13 @@ from toolkit.cli.options import (
               help="Resubmissions of a failed or preempted job (training resumes from its checkpoint).")
 @click.option("--poll-seconds", type=click.FloatRange(min=0.1), default=15.0, show_default=True,
               help="How often the slurm executor checks its jobs.")
-def run(dataset: Path, work: Path | None, configs: tuple[str, ...], folds: tuple[int, ...], epochs: int | None,
+@pretrained_weights_option
+def run(dataset: Path, work: Path | None, configs: tuple[str, ...], folds: tuple[int | str, ...], epochs: int | None,
         iters_per_epoch: int | None, val_iters: int | None, num_workers: int | None, device: str | None,
         seed: int | None, precision: str | None, augmentation_config: Path | None, jobs: int | None, preset: str | None, gpu_memory_gb: float | None, no_select: bool, num_gpus: int, executor: str,
         slurm_partition: str | None, slurm_gpus_per_job: int, slurm_time: str | None,
         slurm_cpus_per_job: int | None, slurm_mem_gb: float | None, max_retries: int,
-        poll_seconds: float) -> None:
+        poll_seconds: float, pretrained_weights: Path | None) -> None:
     """Fingerprint -> plan -> preprocess -> train every configuration and fold -> select.
 
     Finished work is skipped and interrupted folds resume, so a killed run is continued by running
@@ -74,6 +78,10 @@ def run(dataset: Path, work: Path | None, configs: tuple[str, ...], folds: tuple
     opts = RunOptions(list(configs), list(folds), epochs, iters_per_epoch, val_iters, num_workers, device, seed,
                       jobs or min(8, os.cpu_count() or 1), gpu_memory_gb, not no_select, num_gpus, precision,
                       augmentation, preset=preset)
+    if pretrained_weights is not None:  # folds that resume keep their own weights
+        from toolkit.training.pretrained import describe
+
+        opts.pretrained_weights, opts.pretrained_sha256 = describe(pretrained_weights)
     if executor == "slurm":
         from toolkit.pipeline.cluster import SlurmOptions, run_on_cluster
 

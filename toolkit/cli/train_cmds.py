@@ -6,13 +6,21 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli.options import augmentation_config_option, dataset_argument, precision_option, work_option
+from toolkit.cli.options import (
+    FOLD,
+    augmentation_config_option,
+    dataset_argument,
+    precision_option,
+    pretrained_weights_option,
+    work_option,
+)
 
 
 @click.command()
 @dataset_argument
 @click.option("-c", "--config", "config", required=True, help="Configuration from plans.json (e.g. 3d_fullres).")
-@click.option("-f", "--fold", "fold", type=click.IntRange(min=0), required=True, help="Fold index of the splits.")
+@click.option("-f", "--fold", "fold", type=FOLD, required=True,
+              help="Fold index of the splits, or 'all': every training case, no validation predictions.")
 @work_option
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default 1000).")
 @click.option("--iters-per-epoch", type=click.IntRange(min=1), default=None, help="Training iterations per epoch (default 250).")
@@ -31,22 +39,28 @@ from toolkit.cli.options import augmentation_config_option, dataset_argument, pr
 @click.option("--num-gpus", type=click.IntRange(min=1), default=None,
               help="Data-parallel ranks (DDP; one GPU each, or N CPU processes with --device cpu). The batch "
                    "size stays the global batch. Under torchrun the rank count comes from torchrun.")
-def train(dataset: Path, config: str, fold: int, work: Path | None, epochs: int | None,
+@pretrained_weights_option
+def train(dataset: Path, config: str, fold: int | str, work: Path | None, epochs: int | None,
           iters_per_epoch: int | None, val_iters: int | None, batch_size: int | None, num_workers: int | None,
           save_every: int | None, device: str | None, resume: bool, seed: int | None,
           precision: str | None, augmentation_config: Path | None, skip_validation: bool,
-          num_gpus: int | None) -> None:
+          num_gpus: int | None, pretrained_weights: Path | None) -> None:
     """Train CONFIG on FOLD of DATASET's preprocessed data (docs/method.md 1.2).
 
     Writes <WORK>/<dataset>/models/<config>/fold_<k>/ (checkpoints, training_log.txt, progress.png)
     and prints that folder on stdout when done. Ctrl-C saves the last completed epoch; --resume goes on.
+    -f all trains on every case into fold_all/ (no validation predictions, ignored by selection).
     """
+    from toolkit.errors import SegkitError
     from toolkit.training.augment_settings import load_settings_file
     from toolkit.training.distributed import context_from_env, launch_training
     from toolkit.training.options import TrainerOptions
     from toolkit.training.setup import resolve_training
     from toolkit.training.trainer import stored_options
 
+    if pretrained_weights is not None and resume:
+        raise SegkitError("--pretrained-weights only starts a run; --resume continues the fold's own checkpoint "
+                          "(give one of them)")
     setup = resolve_training(dataset, work, config, fold)
     # resuming keeps the interrupted run's options unless one is given again explicitly
     base = stored_options(setup.fold_dir) if resume else TrainerOptions()
@@ -57,6 +71,11 @@ def train(dataset: Path, config: str, fold: int, work: Path | None, epochs: int 
     )
     if augmentation_config is not None:  # overrides the defaults, or the resumed run's recorded settings
         options = options.with_changes(augmentation=load_settings_file(augmentation_config, options.augmentation))
+    if pretrained_weights is not None:
+        from toolkit.training.pretrained import describe
+
+        path, digest = describe(pretrained_weights)
+        options = options.with_changes(pretrained_weights=path, pretrained_sha256=digest)
     if skip_validation:
         options = options.with_changes(final_validation=False)
     fold_dir = launch_training(setup, options, resume=resume)

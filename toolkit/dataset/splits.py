@@ -65,14 +65,16 @@ def make_splits(case_ids: list[str], groups: dict[str, str] | None = None, folds
                 seed: int = 12345) -> list[Split]:
     """k-fold splits that never separate the cases of one group (patient)."""
     if folds < 2:
-        raise SegkitError(f"--folds must be at least 2 (got {folds}); to train on all data use fold 'all'")
+        raise SegkitError(f"--folds must be at least 2 (got {folds}); to train on all data use fold 'all' "
+                          "(`segkit run DATASET -f all`)")
     groups = groups or {}
     n_groups = len({groups.get(c, c) for c in case_ids})
     if n_groups < folds:
         raise SegkitError(
             f"only {n_groups} patient group(s) for {folds} folds; use --folds {max(2, n_groups)} "
-            "or train on all data (fold 'all')" if n_groups >= 2 else
-            f"only {n_groups} patient group(s): cross-validation is impossible; train on all data (fold 'all')"
+            "or train on all data (fold 'all': `segkit run DATASET -f all`)" if n_groups >= 2 else
+            f"only {n_groups} patient group(s): cross-validation is impossible; train on all data "
+            "(fold 'all': `segkit run DATASET -f all`)"
         )
     if n_groups == len(case_ids):  # every case alone: nnU-Net's own split
         return _kfold_like_nnunet(case_ids, folds, seed)

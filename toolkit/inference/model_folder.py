@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolkit.dataset.folds import parse_fold
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import read_json
 
@@ -28,7 +29,7 @@ class ModelFolder:
     config: str
     plans: dict[str, Any]
     dataset_json: dict[str, Any]
-    folds: tuple[int, ...]
+    folds: tuple[int | str, ...]  # fold indices and/or "all"
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -52,7 +53,7 @@ class ModelFolder:
         """Label value of each output channel: background 0, then the sorted foreground values."""
         return [0] + foreground_values(self.dataset_json)
 
-    def checkpoint(self, fold: int) -> Path:
+    def checkpoint(self, fold: int | str) -> Path:
         return self.root / f"fold_{fold}" / CHECKPOINT
 
 
@@ -73,8 +74,17 @@ def available_folds(root: Path) -> list[int]:
     return sorted(folds)
 
 
-def load_model_folder(folder: str | Path, folds: list[int] | tuple[int, ...] | None = None) -> ModelFolder:
-    """Read and check a model folder; ``folds=None`` takes every fold with a final checkpoint."""
+def default_folds(root: Path) -> list[int | str]:
+    """Every numbered fold with a final checkpoint; fold all only when there is none (as nnU-Net, fold all
+    is never mixed into the cross-validation ensemble unless asked for: ``--folds 0 1 all``)."""
+    folds: list[int | str] = list(available_folds(root))
+    if not folds and (root / "fold_all" / CHECKPOINT).is_file():
+        folds = ["all"]
+    return folds
+
+
+def load_model_folder(folder: str | Path, folds: list[int | str] | tuple[int | str, ...] | None = None) -> ModelFolder:
+    """Read and check a model folder; ``folds=None`` takes :func:`default_folds`."""
     root = Path(folder)
     if not root.is_dir():
         raise SegkitError("model folder not found", root)
@@ -86,14 +96,14 @@ def load_model_folder(folder: str | Path, folds: list[int] | tuple[int, ...] | N
         raise SegkitError(f"plans.json has no configuration {config!r} (it has: {known}); "
                           "MODEL must be <WORK>/<dataset>/models/<config>", root)
     if folds is None:
-        folds = available_folds(root)
+        folds = default_folds(root)
         if not folds:
             raise SegkitError(f"no fold_<k>/{CHECKPOINT} found (is training finished?)", root)
     for k in folds:
         if not (root / f"fold_{k}" / CHECKPOINT).is_file():
             raise SegkitError("final checkpoint not found (is training of this fold finished?)",
                               root / f"fold_{k}" / CHECKPOINT)
-    return ModelFolder(root, config, plans, dataset_json, tuple(int(k) for k in folds))
+    return ModelFolder(root, config, plans, dataset_json, tuple(parse_fold(k) for k in folds))
 
 
 def resolve_device(name: str | None) -> str:

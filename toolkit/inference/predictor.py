@@ -61,7 +61,7 @@ class Predictor:
         self.mirror_axes = tuple(range(len(patch))) if mirror_axes is None else tuple(mirror_axes)
 
     @classmethod
-    def from_model_folder(cls, folder: str | Path, folds: list[int] | None = None, device: str | None = "auto",
+    def from_model_folder(cls, folder: str | Path, folds: list[int | str] | None = None, device: str | None = "auto",
                           tta: bool = True, step: float = 0.5, precision: str = "auto") -> Predictor:
         """Load the folds' final checkpoints (and the previous stage's, for a cascade)."""
         if not 0 < step <= 1:

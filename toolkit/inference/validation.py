@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from toolkit.dataset.folds import NO_VALIDATION
 from toolkit.errors import SegkitError
 from toolkit.evaluation.evaluate import evaluate_cases, foreground_labels, ignore_label
 from toolkit.inference.cascade import load_previous_stage, next_stage_path, save_next_stage
@@ -30,6 +31,8 @@ from toolkit.workdir import WorkDir
 
 def _fold_of(fold_dir: Path) -> int:
     name = fold_dir.name
+    if name == "fold_all":
+        raise SegkitError(NO_VALIDATION, fold_dir)
     if not name.startswith("fold_") or not name[5:].isdigit():
         raise SegkitError("not a fold folder (expected .../models/<config>/fold_<k>)", fold_dir)
     return int(name[5:])

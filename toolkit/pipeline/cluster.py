@@ -124,10 +124,10 @@ def run_on_cluster(dataset: str | Path, work: str | Path | None, opts: RunOption
     prep = run_graph(engine, state, [Job("prepare", prepare_run, (root, work, opts))], **walk)["prepare"]
     train_opts = replace(opts, num_gpus=max(1, slurm.gpus_per_job))
 
-    def make(config: str, fold: int) -> tuple:
+    def make(config: str, fold: int | str) -> tuple:
         return run_training, (root, work, config, fold, train_opts), lambda: fold_finished(wd.model(config, fold))
 
-    select = (select_models, (root, work, opts, prep)) if opts.select else None
+    select = (select_models, (root, work, opts, prep)) if opts.select and prep.selects else None
     jobs = training_graph(read_json(wd.plans), prep.configs, prep.folds, make, select)
     results = run_graph(engine, state, jobs, **walk)
     status = {c: {f: results.get(train_key(c, f), "done before") for f in prep.folds} for c in prep.configs}

@@ -49,8 +49,8 @@ class Engine(Protocol):
         """A handle for a job submitted earlier, if the engine still has it queued or running."""
 
 
-def training_graph(plans: dict[str, Any], configs: list[str], folds: list[int],
-                   make: Callable[[str, int], tuple[Callable[..., Any], tuple[Any, ...], Callable[[], bool]]],
+def training_graph(plans: dict[str, Any], configs: list[str], folds: list[int | str],
+                   make: Callable[[str, int | str], tuple[Callable[..., Any], tuple[Any, ...], Callable[[], bool]]],
                    select: tuple[Callable[..., Any], tuple[Any, ...]] | None) -> list[Job]:
     """Training jobs (``make(config, fold) -> (fn, args, done)``) and the selection job after them all."""
     jobs = []

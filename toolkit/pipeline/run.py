@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.dataset import DatasetSpec, load_dataset
+from toolkit.dataset.folds import ALL, NO_VALIDATION, is_all, numbered, parse_folds
 from toolkit.errors import SegkitError
 from toolkit.pipeline.stages import (
     ensure_fingerprint,
@@ -34,7 +35,7 @@ from toolkit.workdir import WorkDir
 @dataclass
 class RunOptions:
     configs: list[str] = field(default_factory=list)  # empty: every planned configuration
-    folds: list[int] = field(default_factory=list)  # empty: every fold of the splits
+    folds: list[int | str] = field(default_factory=list)  # empty: every fold of the splits; "all": fold all
     epochs: int | None = None
     iters_per_epoch: int | None = None
     val_iters: int | None = None
@@ -48,6 +49,8 @@ class RunOptions:
     precision: str | None = None  # None: TrainerOptions' (auto); see toolkit.precision
     augmentation: Any = None  # AugmentationSettings; None: the defaults (an interrupted fold keeps its own)
     preset: str | None = None  # planner preset (toolkit/planning/presets.yaml); None: default / existing plans
+    pretrained_weights: str | None = None  # fine-tuning start of every fold that starts from scratch
+    pretrained_sha256: str | None = None
 
 
 def _recipe(spec: DatasetSpec) -> dict[str, Any]:
@@ -72,19 +75,21 @@ def _choose_configs(plans: dict[str, Any], opts: RunOptions, recipe: dict[str, A
     return [c for c in planned if c in wanted]
 
 
-def _trainer_options(opts: RunOptions, fold: int, recipe: dict[str, Any]):
+def _trainer_options(opts: RunOptions, fold: int | str, recipe: dict[str, Any]):
     from toolkit.training.options import TrainerOptions
 
     seed = opts.seed
-    if seed is None and recipe.get("models_on_all_data"):
+    if seed is None and recipe.get("models_on_all_data") and not is_all(fold):
         seed = TrainerOptions().seed + fold  # models on the same data differ by their seed
     return TrainerOptions().with_changes(epochs=opts.epochs, iters_per_epoch=opts.iters_per_epoch,
                                          val_iters=opts.val_iters, num_workers=opts.num_workers,
                                          device=opts.device, seed=seed, world_size=opts.num_gpus,
-                                         precision=opts.precision, augmentation=opts.augmentation)
+                                         precision=opts.precision, augmentation=opts.augmentation,
+                                         pretrained_weights=opts.pretrained_weights,
+                                         pretrained_sha256=opts.pretrained_sha256)
 
 
-def train_fold(spec: DatasetSpec, work: Path | None, config: str, fold: int, opts: RunOptions,
+def train_fold(spec: DatasetSpec, work: Path | None, config: str, fold: int | str, opts: RunOptions,
                recipe: dict[str, Any]) -> str:
     """Train (or resume, or finish the validation of) one fold; returns what was done."""
     from toolkit.inference.validation import predict_validation
@@ -96,7 +101,7 @@ def train_fold(spec: DatasetSpec, work: Path | None, config: str, fold: int, opt
     fold_dir = setup.fold_dir
     if fold_finished(fold_dir):
         return "done before"
-    if (fold_dir / "checkpoint_final.pt").is_file():
+    if setup.held_out and (fold_dir / "checkpoint_final.pt").is_file():
         log(f"[train] {config} fold {fold}: trained; predicting its validation cases")
         predict_validation(fold_dir, spec.root, device=opts.device)
         return "validated"
@@ -109,7 +114,10 @@ def train_fold(spec: DatasetSpec, work: Path | None, config: str, fold: int, opt
     log(f"[train] {config} fold {fold}: {'resuming' if resume else 'starting'} ({options.epochs} epochs x "
         f"{options.iters_per_epoch} iterations)")
     launch_training(setup, options.with_changes(final_validation=False), resume=resume)
-    predict_validation(fold_dir, spec.root, device=opts.device)
+    if setup.held_out:
+        predict_validation(fold_dir, spec.root, device=opts.device)
+    else:
+        log(f"[train] {config} fold all: {NO_VALIDATION}")
     return "resumed" if resume else "trained"
 
 
@@ -128,9 +136,14 @@ class Prepared:
     """Everything before training, done: what to train."""
 
     configs: list[str]
-    folds: list[int]
+    folds: list[int | str]
     num_splits: int
     planned: list[str]
+
+    @property
+    def selects(self) -> bool:
+        """Whether selection has anything to work on: a cross-validation fold (fold all has none)."""
+        return bool(numbered(self.folds))
 
 
 def prepare_run(dataset: str | Path, work: str | Path | None, opts: RunOptions) -> Prepared:
@@ -147,15 +160,20 @@ def prepare_run(dataset: str | Path, work: str | Path | None, opts: RunOptions) 
     plans = ensure_plans(spec, wd, fingerprint, opts.gpu_memory_gb, opts.preset)
     configs = _choose_configs(plans, opts, _recipe(spec))
     ensure_preprocessed(spec, wd, plans, configs, opts.jobs)
+    folds = parse_folds(opts.folds)
+    if folds and not numbered(folds):  # fold all alone needs no splits (too few cases for them is fine)
+        return Prepared(configs, folds, 0, planned_configs(plans))
     splits = ensure_splits(spec, wd)
-    folds = opts.folds or list(range(len(splits)))
-    bad = [f for f in folds if not 0 <= f < len(splits)]
+    folds = folds or list(range(len(splits)))
+    bad = [f for f in numbered(folds) if not 0 <= f < len(splits)]
     if bad:
-        raise SegkitError(f"fold(s) {bad} do not exist (the splits have folds 0..{len(splits) - 1})", wd.splits)
+        raise SegkitError(f"fold(s) {bad} do not exist (the splits have folds 0..{len(splits) - 1}, or 'all')",
+                          wd.splits)
     return Prepared(configs, folds, len(splits), planned_configs(plans))
 
 
-def run_training(dataset: str | Path, work: str | Path | None, config: str, fold: int, opts: RunOptions) -> str:
+def run_training(dataset: str | Path, work: str | Path | None, config: str, fold: int | str,
+                 opts: RunOptions) -> str:
     """One (configuration, fold): the unit of work a cluster job runs."""
     spec = load_dataset(dataset)
     return train_fold(spec, work, config, fold, opts, _recipe(spec))
@@ -167,7 +185,9 @@ def select_models(dataset: str | Path, work: str | Path | None, opts: RunOptions
 
     spec = load_dataset(dataset)
     wd = WorkDir.for_dataset(work, spec.root)
-    if len(prep.folds) < prep.num_splits or set(prep.configs) != set(prep.planned):
+    if ALL in prep.folds:
+        log(f"[select] fold_all models are not candidates: {NO_VALIDATION}")
+    if len(numbered(prep.folds)) < prep.num_splits or set(prep.configs) != set(prep.planned):
         log(f"[select] with what exists: configurations {', '.join(prep.configs)}, folds {prep.folds}")
     return select(wd, reference_labels(spec), spec.raw, workers=opts.jobs)
 
@@ -179,7 +199,7 @@ def run_pipeline(dataset: str | Path, work: str | Path | None, opts: RunOptions)
     wd = WorkDir.for_dataset(work, dataset)
     state = JobState(wd)
     state.executor = "local"
-    status: dict[str, dict[int, str]] = {}
+    status: dict[str, dict[int | str, str]] = {}
     for config in prep.configs:
         status[config] = {}
         for f in prep.folds:
@@ -191,7 +211,9 @@ def run_pipeline(dataset: str | Path, work: str | Path | None, opts: RunOptions)
                 state.set(key, "failed" if isinstance(exc, Exception) else "waiting", error=_one_line(exc))
                 raise
             state.set(key, "finished")
-    selection = select_models(dataset, work, opts, prep) if opts.select else None
+    selection = select_models(dataset, work, opts, prep) if opts.select and prep.selects else None
+    if opts.select and not prep.selects:
+        log(f"[select] skipped: {NO_VALIDATION}; export it with `segkit export {dataset} -c CONFIG --folds all`")
     return {"work": str(wd.root), "status": status, "selection": selection}
 
 

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from toolkit.dataset.folds import fold_of_folder, parse_fold
+from toolkit.errors import SegkitError
 from toolkit.io.atomic import atomic_write_json, read_json
 from toolkit.training.progress_record import LIVE_STATES, fold_activity
 from toolkit.workdir import WorkDir
@@ -26,13 +28,19 @@ FOLD_STATUSES = ("training", "validating", "interrupted")  # from a fold's progr
 STATE_FILE = "jobs.json"
 
 
-def train_key(config: str, fold: int) -> str:
+def train_key(config: str, fold: int | str) -> str:
     return f"train/{config}/{fold}"
 
 
-def parse_train_key(key: str) -> tuple[str, int] | None:
+def parse_train_key(key: str) -> tuple[str, int | str] | None:
+    """(config, fold) of ``train/<config>/<fold>`` (fold an index or "all"), else None."""
     parts = key.split("/")
-    return (parts[1], int(parts[2])) if len(parts) == 3 and parts[0] == "train" else None
+    if len(parts) != 3 or parts[0] != "train":
+        return None
+    try:
+        return parts[1], parse_fold(parts[2])
+    except SegkitError:
+        return None
 
 
 class JobState:
@@ -61,7 +69,11 @@ class JobState:
 
 
 def fold_finished(fold_dir: Path) -> bool:
-    return (fold_dir / "checkpoint_final.pt").is_file() and (fold_dir / "validation" / "summary.json").is_file()
+    """Final checkpoint and validation summary; fold all has no validation, its checkpoint suffices."""
+    done = (Path(fold_dir) / "checkpoint_final.pt").is_file()
+    if Path(fold_dir).name == "fold_all":
+        return done
+    return done and (Path(fold_dir) / "validation" / "summary.json").is_file()
 
 
 def last_epoch(fold_dir: Path) -> str | None:
@@ -80,8 +92,9 @@ def status_rows(wd: WorkDir) -> list[dict[str, Any]]:
     models = wd.root / "models"
     if models.is_dir():
         for fold_dir in sorted(models.glob("*/fold_*")):
-            key = train_key(fold_dir.parent.name, int(fold_dir.name.split("_")[1]))
-            if key not in keys:
+            fold = fold_of_folder(fold_dir.name)
+            key = train_key(fold_dir.parent.name, fold) if fold is not None else None
+            if key is not None and key not in keys:
                 keys.append(key)
     return [_row(wd, key, state.jobs.get(key)) for key in keys]
 

@@ -21,6 +21,7 @@ import itertools
 import sys
 from pathlib import Path
 
+from toolkit.dataset.folds import NO_VALIDATION
 from toolkit.errors import SegkitError
 from toolkit.evaluation.evaluate import evaluate_cases, foreground_labels, ignore_label
 from toolkit.evaluation.summary import restrict
@@ -82,6 +83,13 @@ def _candidate(name: str, configs: list[str], folder: Path, summary: dict, work:
 def _warn(warnings: list[str], message: str) -> None:
     warnings.append(message)
     print(f"segkit: warning: {message}", file=sys.stderr)
+
+
+def _fold_all_warnings(work: WorkDir, warnings: list[str]) -> None:
+    """fold_all models exist but are never candidates (no held-out cases): say so."""
+    for fold_dir in sorted((work.root / "models").glob("*/fold_all")):
+        _warn(warnings, f"{fold_dir.parent.name}: fold_all ignored ({NO_VALIDATION}); export it with "
+                        f"`segkit export ... -c {fold_dir.parent.name} --folds all`")
 
 
 def _fold_warnings(cvs: list[ConfigCV], warnings: list[str]) -> None:
@@ -156,10 +164,13 @@ def select(work: WorkDir, references: dict[str, Path], dataset_json: dict, worke
         num_folds = len(read_json(work.splits)) if work.splits.is_file() else 5
     warnings: list[str] = []
     cvs = discover(work, dataset_json["file_ending"], num_folds)
+    _fold_all_warnings(work, warnings)
     _fold_warnings(cvs, warnings)
     usable = [cv for cv in cvs if cv.predictions]
     if not usable:
-        raise SegkitError("no finished validation fold of any configuration; train first", work.root / "models")
+        only_all = any((work.root / "models").glob("*/fold_all"))
+        raise SegkitError("no finished validation fold of any configuration; train first" +
+                          (f" (fold all is no candidate: {NO_VALIDATION})" if only_all else ""), work.root / "models")
     labels = list(foreground_labels(dataset_json))
     candidates = _build_candidates(work, usable, references, dataset_json, workers, tolerance_mm)
     common = _score(candidates, labels, warnings)

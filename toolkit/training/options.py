@@ -38,6 +38,8 @@ class TrainerOptions:
     world_size: int = 1  # data-parallel ranks (one GPU each on CUDA); batch_size stays the global batch
     precision: str = "auto"  # auto | fp32 | mixed (toolkit.precision)
     augmentation: AugmentationSettings = field(default_factory=AugmentationSettings)
+    pretrained_weights: str | None = None  # checkpoint the run started from (fine-tuning; pretrained.py)
+    pretrained_sha256: str | None = None  # its SHA-256 when the run started
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values only (the augmentation settings as a dict of lists and numbers)."""

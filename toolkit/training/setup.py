@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolkit.dataset.folds import is_all, parse_fold
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import read_json
 from toolkit.workdir import WorkDir
@@ -20,7 +21,7 @@ class TrainingSetup:
     work: WorkDir
     dataset_root: Path
     config: str
-    fold: int
+    fold: int | str  # a fold index of the splits, or "all" (toolkit.dataset.folds)
     plans: dict[str, Any]
     dataset_json: dict[str, Any]
     preprocessed: Path
@@ -43,6 +44,11 @@ class TrainingSetup:
         return self.image_channels + (self.num_classes if self.cascade_folder else 0)
 
     @property
+    def held_out(self) -> bool:
+        """False for fold all: its "validation" cases are its training cases."""
+        return not is_all(self.fold)
+
+    @property
     def fold_dir(self) -> Path:
         return self.work.model(self.config, self.fold)
 
@@ -55,7 +61,22 @@ def label_values(labels: dict[str, Any]) -> tuple[int, ...]:
     return tuple(values)
 
 
-def resolve_training(dataset_root: Path, work: str | Path | None, config: str, fold: int) -> TrainingSetup:
+def _fold_cases(dataset_root: Path, wd: WorkDir, done: list[str], fold: int | str) -> tuple[list[str], list[str]]:
+    """(training cases, validation cases) of a fold; fold all: every preprocessed case for both, like
+    nnU-Net v2 (its validation patches only feed the per-epoch pseudo-Dice; no splits are needed)."""
+    from toolkit.dataset.splits import resolve_splits
+
+    if is_all(fold):
+        cases = sorted(done)
+        return cases, cases
+    splits = resolve_splits(dataset_root, done, wd.splits, unknown="unpreprocessed")  # run `segkit preprocess`
+    if not 0 <= fold < len(splits):
+        raise SegkitError(f"fold {fold} does not exist (the splits have folds 0..{len(splits) - 1}, or 'all')",
+                          wd.splits)
+    return splits[fold]["train"], splits[fold]["val"]
+
+
+def resolve_training(dataset_root: Path, work: str | Path | None, config: str, fold: int | str) -> TrainingSetup:
     """Read plans, splits and the preprocessed case list for one (configuration, fold)."""
     from toolkit.preprocessing.storage import list_cases
 
@@ -73,12 +94,8 @@ def resolve_training(dataset_root: Path, work: str | Path | None, config: str, f
     done = list_cases(folder)
     if not done:
         raise SegkitError(f"no preprocessed cases; run `segkit preprocess {dataset_root} -c {config}` first", folder)
-    from toolkit.dataset.splits import resolve_splits
-
-    splits = resolve_splits(dataset_root, done, wd.splits, unknown="unpreprocessed")  # run `segkit preprocess`
-    if not 0 <= fold < len(splits):
-        raise SegkitError(f"fold {fold} does not exist (the splits have folds 0..{len(splits) - 1})", wd.splits)
-    train, val = splits[fold]["train"], splits[fold]["val"]
+    fold = parse_fold(fold)
+    train, val = _fold_cases(Path(dataset_root), wd, done, fold)
     prev = plan.get("previous_stage")
     return TrainingSetup(
         work=wd, dataset_root=Path(dataset_root), config=config, fold=fold, plans=plans,

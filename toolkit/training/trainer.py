@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from toolkit.dataset.folds import NO_VALIDATION, TRAINING_PSEUDO_DICE
 from toolkit.io.atomic import atomic_write_json
 from toolkit.network.architecture import UNetSpec
 from toolkit.network.unet import build_network
@@ -123,7 +124,7 @@ class Trainer:
             "grad_scaler_state": self.scaler.state_dict() if self.scaler else None, "epoch": self.epoch,
             "logs": self.logs, "rng_state": ckpt.capture_rng(), "config": self.setup.config,
             "fold": self.setup.fold, "spec": ckpt.spec_to_dict(self.spec), "options": self.options.to_dict(),
-            "labels": list(self.setup.labels),
+            "labels": list(self.setup.labels), "train_cases": list(self.setup.train_cases),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -251,9 +252,14 @@ class Trainer:
             self._write_model_metadata()
         self._log(f"{self.setup.config} fold {self.setup.fold}: device {self.device}, precision {self.precision}, "
                   f"global batch {self.batch_size} on {self.ctx.world_size} rank(s), {self.num_workers} loader worker(s)")
+        self._log(f"{len(self.setup.train_cases)} training case(s), {len(self.setup.val_cases)} validation case(s)")
+        if not self.setup.held_out:
+            self._log(f"{TRAINING_PSEUDO_DICE}; {NO_VALIDATION}")
         if resume:
             self.load_state(ckpt.load_checkpoint(self.fold_dir / LATEST))
             self._log(f"resumed from {self.fold_dir / LATEST} at epoch {self.epoch}")
+        elif self.options.pretrained_weights:
+            self._load_pretrained()
         o = self.options
         self.clock = FoldClock(o.iters_per_epoch, o.epochs, self.epoch)
         self.record = ProgressRecord(self.fold_dir, self.epoch, o.epochs, enabled=main)
@@ -263,7 +269,7 @@ class Trainer:
                 return self.fold_dir
             ckpt.save_checkpoint(self.fold_dir / LATEST, snapshot)
             ckpt.save_checkpoint(self.fold_dir / FINAL, snapshot)
-            if o.final_validation:
+            if o.final_validation and self.setup.held_out:
                 self.record.update(write=True, state="validating", eta_at=None)
                 run_final_validation(self.fold_dir, self.setup.dataset_root, str(self.device))
         return self.fold_dir
@@ -290,6 +296,22 @@ class Trainer:
         return snapshot
 
     # ----------------------------------------------------------------- edges
+    def _load_pretrained(self) -> None:
+        """Fine-tuning start (pretrained.py): every rank loads the same tensors; rank 0 logs the list."""
+        from toolkit.training.pretrained import file_sha256, load_pretrained
+
+        path = self.options.pretrained_weights
+        digest = file_sha256(path)
+        if self.options.pretrained_sha256 and digest != self.options.pretrained_sha256:
+            from toolkit.errors import SegkitError
+
+            raise SegkitError("pretrained checkpoint changed since the run was configured (SHA-256 differs)", path)
+        cascade = self.setup.num_classes if self.setup.cascade_folder else 0
+        report = load_pretrained(self.network, path, self.setup.labels, self.setup.image_channels, cascade)
+        self.options = self.options.with_changes(pretrained_sha256=digest)
+        for line in report.lines(str(path)):
+            self._log(line)
+
     def _write_model_metadata(self) -> None:
         root = self.fold_dir.parent
         atomic_write_json(root / "plans.json", self.setup.plans)

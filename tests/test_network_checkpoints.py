@@ -14,6 +14,7 @@ from toolkit.inference.model_folder import load_network
 from toolkit.network.architecture import UNetSpec
 from toolkit.network.resenc import ResidualEncoderUNet
 from toolkit.network.unet import UNet, build_network
+from toolkit.planning.table import format_plans_table
 from toolkit.training import checkpoint as ckpt
 from toolkit.training.setup import resolve_training
 
@@ -81,3 +82,11 @@ def test_training_refuses_a_plan_with_an_unbuildable_network(tmp_path):
     with pytest.raises(SegkitError, match="n_blocks_per_stage must list 3") as err:
         resolve_training(ds, work, "3d_fullres", 0)
     assert "plans.json" in str(err.value)
+
+
+def test_plans_table_names_the_network():
+    row = {"spacing": [1, 1, 1], "median_shape": [16, 16, 16], "batch_size": 2, "num_pool_per_axis": [2, 2, 2],
+           "normalization": ["zscore"], "use_mask_for_norm": [False]}
+    table = format_plans_table({"configurations": {"old": dict(PLAN, **row), "new": dict(RESENC, **row)}})
+    line = next(t for t in table.splitlines() if t.startswith("network"))
+    assert "plain (2 convs per stage)" in line and "residual encoder blocks 1-2-2 decoder 1-1" in line

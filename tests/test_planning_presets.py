@@ -163,7 +163,7 @@ def test_cli_plan_preset_explain(tmp_path):
     assert "GPU memory target 24 GB (the preset's default)" in err
     assert "3D 2.1e+09 at batch 2, 2D 3.8e+08 at batch 12" in err
     assert "patch shrinks until the reference batch (2 in 3D, 12 in 2D) fits" in err
-    assert "(resenc-l, 24.0 GB)" in err and "resenc 1,3,4,6" in err  # the plans table
+    assert "(resenc-l, 24.0 GB)" in err and "residual encoder blocks 1-3-4-6" in err  # the plans table
     res8 = runner.invoke(cli, ["plan", *_fp_files(tmp_path), "--preset", "resenc-l", "--gpu-memory-gb", "8", "--explain"])
     assert res8.exit_code == 0 and json.loads(res8.stdout)["gpu_memory_gb"] == 8
     assert "GPU memory target 8 GB (--gpu-memory-gb); references scale by 8 / 24 GB" in res8.stderr

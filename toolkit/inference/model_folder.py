@@ -137,13 +137,12 @@ def load_network(checkpoint_path: Path, device: str):
         ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a corrupt file is the user's problem, not a bug
         raise SegkitError(f"unreadable checkpoint ({type(exc).__name__}: {exc})", checkpoint_path) from None
-    spec_fields = dict(ckpt["spec"])
-    for key in ("features",):
-        spec_fields[key] = tuple(spec_fields[key])
-    for key in ("kernel_sizes", "strides"):
-        spec_fields[key] = tuple(tuple(v) for v in spec_fields[key])
-    network = build_network(UNetSpec(**spec_fields))
+    try:  # a checkpoint without architecture fields (before issue 13) is a plain U-Net
+        spec = UNetSpec.from_fields(ckpt["spec"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SegkitError(f"checkpoint has no usable network description ({exc})", checkpoint_path) from None
+    network = build_network(spec)
     network.load_state_dict(ckpt["network_weights"])
     network.deep_supervision = False
     network.to(device).eval()
-    return network, dict(ckpt.get("options") or {}), UNetSpec(**spec_fields)
+    return network, dict(ckpt.get("options") or {}), spec

@@ -15,7 +15,7 @@ ROWS = (
     ("conv kernels", lambda c: " ".join(_x(k, sep="") for k in c["conv_kernel_sizes"])),
     ("features", lambda c: f"{c['features_per_stage'][0]}..{c['features_per_stage'][-1]}"
                            f" ({len(c['features_per_stage'])} stages)"),
-    ("network (enc / dec blocks)", lambda c: _network(c.get("architecture"))),
+    ("network", lambda c: _network(c.get("architecture"))),
     ("normalization", lambda c: ", ".join(n + ("+mask" if m else "") for n, m in
                                           zip(c["normalization"], c["use_mask_for_norm"], strict=True))),
     ("memory (est/budget)", lambda c: f"{c['batch_size'] * c['estimated_feature_map_voxels'] / c['memory_budget_voxels']:.2f}"
@@ -23,11 +23,13 @@ ROWS = (
 )
 
 
-def _network(arch: Any) -> str:
+def _network(arch: Mapping[str, Any] | None) -> str:
+    """``plain`` / ``residual encoder`` with the encoder blocks and decoder convs per stage."""
     if not arch:
-        return "plain_unet"
-    short = {"plain_unet": "plain", "residual_encoder_unet": "resenc"}.get(arch["name"], arch["name"])
-    return f"{short} {_x(arch['n_blocks_per_stage'], sep=',')} / {_x(arch['n_conv_per_stage_decoder'], sep=',')}"
+        return "plain (2 convs per stage)"
+    name = {"residual_encoder_unet": "residual encoder", "plain_unet": "plain"}.get(arch.get("name"), arch.get("name"))
+    counts = [("blocks", arch.get("n_blocks_per_stage")), ("decoder", arch.get("n_conv_per_stage_decoder"))]
+    return " ".join([str(name)] + [f"{label} {'-'.join(str(v) for v in vals)}" for label, vals in counts if vals])
 
 
 def _x(values: Any, fmt: str = "{}", sep: str = "x") -> str:

@@ -15,6 +15,7 @@ import torch
 
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import atomic_write_path
+from toolkit.network.architecture import UNetSpec
 
 
 def capture_rng() -> dict[str, Any]:
@@ -44,13 +45,18 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def spec_to_dict(spec: Any) -> dict[str, Any]:
-    """UNetSpec fields as plain lists (weights_only-safe)."""
-    return {
-        "in_channels": spec.in_channels, "num_classes": spec.num_classes, "features": list(spec.features),
-        "kernel_sizes": [list(k) for k in spec.kernel_sizes], "strides": [list(s) for s in spec.strides],
-        "deep_supervision": spec.deep_supervision,
-    }
+def spec_to_dict(spec: UNetSpec) -> dict[str, Any]:
+    """UNetSpec fields as plain lists (weights_only-safe), architecture included."""
+    return spec.to_fields()
+
+
+def same_spec(saved: Any, spec: UNetSpec) -> bool:
+    """Whether a checkpoint's stored spec describes ``spec``'s network (a spec saved before the
+    architecture fields existed is a plain U-Net with two convs per stage)."""
+    try:
+        return UNetSpec.from_fields(saved) == spec
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:

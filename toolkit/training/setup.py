@@ -1,7 +1,8 @@
 """Everything a training run needs, resolved and checked before any network is built.
 
 Every problem the user can cause (no plans, unknown configuration, a fold the splits do not have,
-cases not preprocessed, missing previous-stage predictions) is a one-line :class:`SegkitError`.
+cases not preprocessed, missing previous-stage predictions, a network description this version cannot
+build) is a one-line :class:`SegkitError`.
 """
 
 from __future__ import annotations
@@ -76,6 +77,16 @@ def _fold_cases(dataset_root: Path, wd: WorkDir, done: list[str], fold: int | st
     return splits[fold]["train"], splits[fold]["val"]
 
 
+def _check_network(plan: dict[str, Any], config: str, plans_path: Path) -> None:
+    """The configuration must describe a network this version can build (topology, ``architecture``)."""
+    from toolkit.network.architecture import UNetSpec
+
+    try:
+        UNetSpec.from_plan(plan, in_channels=1, num_classes=2)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SegkitError(f"configuration {config!r}: unusable network description ({exc})", plans_path) from None
+
+
 def resolve_training(dataset_root: Path, work: str | Path | None, config: str, fold: int | str) -> TrainingSetup:
     """Read plans, splits and the preprocessed case list for one (configuration, fold)."""
     from toolkit.preprocessing.storage import list_cases
@@ -88,6 +99,7 @@ def resolve_training(dataset_root: Path, work: str | Path | None, config: str, f
     if config not in configs:
         raise SegkitError(f"configuration {config!r} is not in the plans (available: {', '.join(configs)})", wd.plans)
     plan = configs[config]
+    _check_network(plan, config, wd.plans)
     ds_json_path = wd.dataset_json if wd.dataset_json.is_file() else Path(dataset_root) / "dataset.json"
     dataset_json = read_json(ds_json_path)
     folder = wd.preprocessed(plan.get("data_identifier", config))

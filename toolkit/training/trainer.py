@@ -130,7 +130,7 @@ class Trainer:
     def load_state(self, state: dict[str, Any]) -> None:
         from toolkit.errors import SegkitError
 
-        if state.get("config") != self.setup.config or state.get("spec") != ckpt.spec_to_dict(self.spec):
+        if state.get("config") != self.setup.config or not ckpt.same_spec(state.get("spec"), self.spec):
             raise SegkitError("checkpoint belongs to another configuration or network", self.fold_dir / LATEST)
         self.network.load_state_dict(state["network_weights"])
         self.optimizer.load_state_dict(state["optimizer_state"])

@@ -122,15 +122,39 @@ def test_initial_patch_is_isotropic_in_mm_and_clipped():
     assert initial_patch([1, 1], [5000, 5000]) == [2048, 2048]
 
 
-def test_estimate_is_the_network_specs_feature_map_sum():
+# The ACDC 3d_fullres network (method.md 3: patch 20x256x224, strides (1,2,2),(2,2,2),(2,2,2),(1,2,2),(1,2,2)),
+# its feature-map sum counted by hand from the rule of method.md 1.3 ("every conv, transposed conv and
+# head output") and the architecture of method.md 1.1 (32 features doubling per stage, capped at 320;
+# 1x1 segmentation heads on every resolution except the two lowest (4 and 5), here 4 classes):
+#   stage  shape (voxels)             features
+#   0      20 x 256 x 224 = 1,146,880   32
+#   1      20 x 128 x 112 =   286,720   64
+#   2      10 x  64 x  56 =    35,840  128
+#   3       5 x  32 x  28 =     4,480  256
+#   4       5 x  16 x  14 =     1,120  320
+#   5       5 x   8 x   7 =       280  320
+# sum over stages of features x voxels (0-5):  36,700,160 + 18,350,080 + 4,587,520 + 1,146,880
+#                                              + 358,400 + 89,600 = 61,232,640
+# encoder, two convs per stage:                 2 x 61,232,640            = 122,465,280
+# decoder stages 4..0, transposed conv + 2 convs: 3 x (61,232,640 - 89,600) = 183,429,120
+# heads at resolutions 0-3:                     4 x (1,146,880 + 286,720 + 35,840 + 4,480) = 5,895,680
+ACDC_FULLRES_VOXELS = 2 * 61_232_640 + 3 * (61_232_640 - 89_600) + 4 * (1_146_880 + 286_720 + 35_840 + 4_480)
+
+
+def test_estimate_is_the_hand_counted_feature_map_sum():
+    assert ACDC_FULLRES_VOXELS == 311_790_080
     t = plan_topology([5, 1.5625, 1.5625], [18, 237, 208])
+    assert t.patch_size == (20, 256, 224)
+    assert estimate_voxels(t, 1, 4) == ACDC_FULLRES_VOXELS
     spec = UNetSpec.from_plan({"conv_kernel_sizes": t.conv_kernel_sizes, "pool_strides": t.pool_strides}, 1, 4)
-    assert estimate_voxels(t, 1, 4) == spec.feature_map_voxels(t.patch_size) == 311_790_080
+    assert spec.feature_map_voxels(t.patch_size) == ACDC_FULLRES_VOXELS  # the network that is built
 
 
 def test_headroom_raises_the_batch_rounding_down():
+    # budget at 8 GB: 560e6 voxels at batch 2 = 1.12e9 per batch; 1.12e9 / 311,790,080 = 3.59 -> batch 3
     p = plan_configuration([5, 1.5625, 1.5625], [18, 237, 208], 1e12, 1, 4)
-    assert p.batch_size == int(2 * 560e6 // p.estimate) == 3
+    assert p.estimate == ACDC_FULLRES_VOXELS and p.budget == 1.12e9
+    assert p.batch_size == 3
 
 
 def test_shrink_steps_never_skip_valid_sizes():

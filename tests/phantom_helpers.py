@@ -11,6 +11,14 @@ import numpy as np
 from toolkit.io.images import read_image
 from toolkit.phantom import make_phantom_dataset
 
+# `segkit demo` in a short form (the shared ``short_demo`` fixture of tests/conftest.py): 6 phantom cases,
+# 2 folds, 2d and 3d_fullres trained 3 epochs of 6 iterations per fold (enough to segment the organ, not
+# the small lesion), selection, export, test-set prediction, evaluation and report. SHORT_DEMO_RUN: the
+# same training options for `segkit run` on its work dir (which then finds every fold done).
+SHORT_DEMO = ["--cases", "6", "--folds", "2", "--epochs", "3", "--iters-per-epoch", "6"]
+SHORT_DEMO_RUN = ["--epochs", "3", "--iters-per-epoch", "6", "--val-iters", "2", "--num-workers", "0",
+                  "--device", "cpu"]
+
 
 def tiny_phantom_two_folds(root: Path, n_train: int = 6) -> Path:
     """Small phantoms (40x48x48 mm) with a splits_final.json of two folds (even / odd cases)."""

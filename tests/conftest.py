@@ -1,4 +1,5 @@
-"""Shared fixtures: the phantom challenge and the real data in ../shared/data."""
+"""Shared fixtures: the phantom challenge, the expensive phantom runs several test files use (one short
+`segkit demo` run, one tiny untrained export bundle), and the real data in ../shared/data."""
 
 from __future__ import annotations
 
@@ -26,6 +27,31 @@ def phantom_copy(phantom_dataset, tmp_path) -> Path:
     dst = tmp_path / phantom_dataset.name
     shutil.copytree(phantom_dataset, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def short_demo(tmp_path_factory) -> dict:
+    """One trained phantom run, shared by tests/test_demo.py (the demo command) and tests/test_pipeline.py
+    (run, selection, export, bundle, report on its work dir). Tests may add files beside it but must not
+    change what it wrote. Keys: work, dataset (the phantom challenge), output (the demo's stdout)."""
+    from click.testing import CliRunner
+    from phantom_helpers import SHORT_DEMO
+
+    from toolkit.cli import cli
+
+    work = tmp_path_factory.mktemp("short_demo") / "work"
+    result = CliRunner().invoke(cli, ["demo", "--work", str(work), *SHORT_DEMO])
+    assert result.exit_code == 0, result.output
+    return {"work": work, "dataset": work / "raw" / "Dataset900_Phantom", "output": result.output}
+
+
+@pytest.fixture(scope="session")
+def tiny_phantom_bundle(phantom_dataset, tmp_path_factory) -> Path:
+    """A tiny untrained export bundle of the phantom (tests/bundle_helpers.py), shared by the packaging
+    tests with and without an engine. Read-only use."""
+    from bundle_helpers import make_tiny_bundle
+
+    return make_tiny_bundle(phantom_dataset, tmp_path_factory.mktemp("tiny_bundle"))
 
 
 @pytest.fixture(scope="session")

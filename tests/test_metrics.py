@@ -86,9 +86,23 @@ def test_hd95_takes_worse_direction_and_nsd_fraction():
     assert m["NSD"] == pytest.approx((36 + 36) / (72 + 36))
 
 
+def _face_surface(mask: np.ndarray) -> np.ndarray:
+    """Brute force, no morphology: a mask voxel is on the surface when one of its 6 face neighbours is
+    outside the mask or outside the image."""
+    padded = np.pad(mask, 1, constant_values=False)
+    out = np.zeros_like(mask)
+    for z, y, x in np.argwhere(mask):
+        z, y, x = z + 1, y + 1, x + 1
+        neighbours = (padded[z - 1, y, x], padded[z + 1, y, x], padded[z, y - 1, x], padded[z, y + 1, x],
+                      padded[z, y, x - 1], padded[z, y, x + 1])
+        out[z - 1, y - 1, x - 1] = not all(neighbours)
+    return out
+
+
 def _brute_force(pred, ref, spacing, tol):
-    pa = np.argwhere(surface(pred)) * np.asarray(spacing)
-    pb = np.argwhere(surface(ref)) * np.asarray(spacing)
+    """HD95 and NSD from all pairwise surface-voxel distances in mm (no helper of the module)."""
+    pa = np.argwhere(_face_surface(pred)) * np.asarray(spacing)
+    pb = np.argwhere(_face_surface(ref)) * np.asarray(spacing)
     d = cdist(pa, pb)
     d_ab, d_ba = d.min(axis=1), d.min(axis=0)
     hd95 = max(np.percentile(d_ab, 95), np.percentile(d_ba, 95))
@@ -110,6 +124,28 @@ def test_surface_metrics_match_brute_force(seed):
     hd95, nsd = _brute_force(pred, ref, spacing, 1.0)
     assert m["HD95"] == pytest.approx(hd95)
     assert m["NSD"] == pytest.approx(nsd)
+
+
+@pytest.mark.parametrize("tol", [0.5, 1.0, 2.0])
+def test_surface_metrics_of_solid_shapes_match_brute_force(tol):
+    """Solid shapes (a ball against an offset block): which voxels are surface matters here."""
+    grid = np.indices((12, 14, 13)).astype(float)
+    pred = ((grid[0] - 5.5) / 1.6) ** 2 + ((grid[1] - 6.0) / 4.5) ** 2 + ((grid[2] - 6.5) / 3.5) ** 2 <= 1
+    ref = np.zeros(pred.shape, bool)
+    ref[3:9, 3:11, 4:11] = True
+    spacing = (2.5, 0.7, 1.3)
+    m = class_metrics(pred, ref, spacing=spacing, tolerance_mm=tol)
+    hd95, nsd = _brute_force(pred, ref, spacing, tol)
+    assert 0.0 < nsd < 1.0
+    assert m["HD95"] == pytest.approx(hd95)
+    assert m["NSD"] == pytest.approx(nsd)
+
+
+def test_brute_force_surface_agrees_with_the_module_on_random_masks():
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        mask = rng.random((6, 7, 5)) < 0.6
+        assert np.array_equal(surface(mask), _face_surface(mask))
 
 
 def test_surface_of_solid_block():

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from bundle_helpers import make_tiny_bundle
 
 from challenges.registry import get_adapter
 from toolkit.containers import entrypoint, evaluation
@@ -185,8 +184,8 @@ def test_static_checks_invoke_mode_needs_label_and_port():
 
 # -- the job, in-process ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny_bundle(phantom_dataset, tmp_path_factory) -> Path:
-    return make_tiny_bundle(phantom_dataset, tmp_path_factory.mktemp("tiny"))
+def tiny_bundle(tiny_phantom_bundle) -> Path:
+    return tiny_phantom_bundle
 
 
 @pytest.fixture(scope="module")

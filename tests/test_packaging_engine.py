@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundle_helpers import make_tiny_bundle
 
 from toolkit.containers.selftest import layout_jobs, run_container
 
@@ -76,12 +75,12 @@ def engine():
 
 
 @pytest.fixture(scope="module")
-def packaged(engine, phantom_dataset, tmp_path_factory):
+def packaged(engine, phantom_dataset, tiny_phantom_bundle, tmp_path_factory):
     """The phantom bundle packaged once: self-tested on imagesTs and exported."""
     from toolkit.containers.packager import PackageOptions, package
 
     tmp = tmp_path_factory.mktemp("pkg")
-    bundle = make_tiny_bundle(phantom_dataset, tmp)
+    bundle = tiny_phantom_bundle
     dangling = _dangling(engine)
     report = package(PackageOptions(
         bundle=bundle, challenge="kits19", tag=TAG, out=tmp / "image.tar.gz", device="cpu", base_image=BASE,

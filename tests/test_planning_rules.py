@@ -122,19 +122,43 @@ def test_initial_patch_is_isotropic_in_mm_and_clipped():
     assert initial_patch([1, 1], [5000, 5000]) == [2048, 2048]
 
 
-def test_estimate_is_the_network_specs_feature_map_sum():
-    """Counted as nnunetv2's planner does: the network without the lower deep-supervision heads."""
+# The ACDC 3d_fullres network (docs/method.md 3: patch 20x256x224, strides (1,2,2),(2,2,2),(2,2,2),(1,2,2),(1,2,2)),
+# its feature-map sum counted by hand as nnunetv2's planner counts it (docs/method.md 1.3: every conv and
+# transposed-conv output of the network built WITHOUT deep supervision, so only the full-resolution 1x1
+# head; 32 features doubling per stage, capped at 320; here 4 classes):
+#   stage  shape (voxels)             features
+#   0      20 x 256 x 224 = 1,146,880   32
+#   1      20 x 128 x 112 =   286,720   64
+#   2      10 x  64 x  56 =    35,840  128
+#   3       5 x  32 x  28 =     4,480  256
+#   4       5 x  16 x  14 =     1,120  320
+#   5       5 x   8 x   7 =       280  320
+# sum over stages of features x voxels (0-5):  36,700,160 + 18,350,080 + 4,587,520 + 1,146,880
+#                                              + 358,400 + 89,600 = 61,232,640
+# encoder, two convs per stage:                 2 x 61,232,640            = 122,465,280
+# decoder stages 4..0, transposed conv + 2 convs: 3 x (61,232,640 - 89,600) = 183,429,120
+# head at resolution 0:                         4 x 1,146,880             =   4,587,520
+ACDC_FULLRES_VOXELS = 2 * 61_232_640 + 3 * (61_232_640 - 89_600) + 4 * 1_146_880
+# the training network also has deep-supervision heads at resolutions 1-3 (not in the estimate)
+ACDC_LOWER_HEADS = 4 * (286_720 + 35_840 + 4_480)
+
+
+def test_estimate_is_the_hand_counted_feature_map_sum():
+    assert ACDC_FULLRES_VOXELS == 310_481_920
     t = plan_topology([5, 1.5625, 1.5625], [18, 237, 208])
+    assert t.patch_size == (20, 256, 224)
+    assert estimate_voxels(t, 1, 4) == ACDC_FULLRES_VOXELS
     plan = {"conv_kernel_sizes": t.conv_kernel_sizes, "pool_strides": t.pool_strides}
-    spec = UNetSpec.from_plan(plan, 1, 4, deep_supervision=False)
-    assert estimate_voxels(t, 1, 4) == spec.feature_map_voxels(t.patch_size) == 310_481_920
-    with_heads = UNetSpec.from_plan(plan, 1, 4).feature_map_voxels(t.patch_size)
-    assert with_heads - estimate_voxels(t, 1, 4) == 4 * (20 * 128 * 112 + 10 * 64 * 56 + 5 * 32 * 28)  # heads 1..3
+    # the network that is built, counted by its own spec, with and without the lower heads
+    assert UNetSpec.from_plan(plan, 1, 4, deep_supervision=False).feature_map_voxels(t.patch_size) == ACDC_FULLRES_VOXELS
+    assert UNetSpec.from_plan(plan, 1, 4).feature_map_voxels(t.patch_size) == ACDC_FULLRES_VOXELS + ACDC_LOWER_HEADS
 
 
 def test_headroom_raises_the_batch_rounding_down():
+    # budget at 8 GB: 560e6 voxels at batch 2 = 1.12e9 per batch; 1.12e9 / 310,481,920 = 3.61 -> batch 3
     p = plan_configuration([5, 1.5625, 1.5625], [18, 237, 208], 1e12, 1, 4)
-    assert p.batch_size == int(2 * 560e6 // p.estimate) == 3
+    assert p.estimate == ACDC_FULLRES_VOXELS and p.budget == 1.12e9
+    assert p.batch_size == 3
 
 
 def test_shrink_steps_never_skip_valid_sizes():

@@ -176,10 +176,16 @@ def test_spatial_draws_match_method():
 
 
 def test_intensity_probabilities_match_method(monkeypatch):
-    """Record which steps run (per sample; blur and low-res per channel) over many draws."""
+    """Record which steps run (per sample; blur and low-res per channel) over many draws.
+
+    The Augmenter's own code draws every probability and parameter (low-res: which channels, and their
+    zooms); only the application of each step is replaced by a counter (the applications are tested
+    against independent references below and in tests/test_augmentation_reference.py).
+    """
     from toolkit.training import augment
 
     calls: dict[str, int] = {}
+    drawn_zooms: list[float] = []
 
     def count(name, k=1):
         calls[name] = calls.get(name, 0) + k
@@ -190,12 +196,13 @@ def test_intensity_probabilities_match_method(monkeypatch):
     monkeypatch.setattr(intensity, "gamma", lambda d, g, invert: count(f"gamma{invert}"))
     monkeypatch.setattr(intensity, "gaussian_filter", lambda d, s, order: count("blurred channel") or d)
 
-    def lowres(data, zooms, ignore_axes=()):
+    def count_lowres(data, zooms, ignore_axes=()):
         count("lowres")
         count("lowres channel", sum(z is not None for z in zooms))
+        drawn_zooms.extend(z for z in zooms if z is not None)
         assert all(z is None or 0.5 <= z <= 1.0 for z in zooms)
 
-    monkeypatch.setattr(augment, "simulate_low_resolution", lowres)
+    monkeypatch.setattr(augment, "simulate_low_resolution", count_lowres)
     aug = Augmenter((8, 8, 8))
     rng = np.random.default_rng(1)
     n, flips = 6000, np.zeros(3)
@@ -211,7 +218,61 @@ def test_intensity_probabilities_match_method(monkeypatch):
     # per channel (2 channels): blur 0.2 x 0.5 per channel, low-res 0.25 x 0.5 per channel
     assert _binomial_ok(calls.get("blurred channel", 0), 2 * n, 0.2 * 0.5)
     assert _binomial_ok(calls.get("lowres channel", 0), 2 * n, 0.25 * 0.5)
+    # zoom U(0.5, 1) (docs/method.md 1.2: downsample by a factor U(1, 2)): mean 0.75, std 0.5 / sqrt(12)
+    assert min(drawn_zooms) >= 0.5 and max(drawn_zooms) <= 1.0
+    assert abs(np.mean(drawn_zooms) - 0.75) < 4 * (0.5 / np.sqrt(12)) / np.sqrt(len(drawn_zooms))
     assert all(_binomial_ok(int(f), n, 0.5) for f in flips)
+
+
+def _down_up_reference(channel: np.ndarray, zoom: float, ignore_axes=()) -> np.ndarray:
+    """The documented operation done in one go with scipy's 3D zoom (skimage ``resize`` conventions:
+    pixel-centre grid, edge mode): order 0 to round(shape * zoom), order 3 back, clipped to the
+    downsampled range. No helper of the module is used."""
+    from scipy import ndimage
+
+    shape = channel.shape
+    small_shape = [n if a in ignore_axes else int(np.round(n * zoom)) for a, n in enumerate(shape)]
+    small = ndimage.zoom(channel.astype(np.float64), np.divide(small_shape, shape), order=0, mode="nearest",
+                         grid_mode=True)
+    assert list(small.shape) == small_shape
+    up = ndimage.zoom(small, np.divide(shape, small_shape), order=3, mode="nearest", grid_mode=True)
+    assert up.shape == shape
+    return np.clip(up, small.min(), small.max())
+
+
+def test_low_resolution_hand_computed_ramp():
+    """9 -> 3 voxels (zoom 1/3): nearest keeps voxels 1, 4, 7 (centres (i + 0.5) * 3 - 0.5); the cubic
+    spline back to 9 interpolates them, so output voxels 1, 4, 7 (centres (j + 0.5) / 3 - 0.5 = 0, 1, 2)
+    are exactly 1, 4, 7; everything stays within [1, 7]; the ignored axes are not resampled."""
+    ramp = np.broadcast_to(np.arange(9, dtype=np.float32)[:, None, None], (9, 5, 6)).copy()
+    out = resize_down_up(ramp, 1 / 3, ignore_axes=(1, 2))
+    assert out.shape == ramp.shape
+    np.testing.assert_allclose(out[[1, 4, 7]], np.broadcast_to(np.array([1.0, 4.0, 7.0])[:, None, None],
+                                                                (3, 5, 6)), atol=1e-5)
+    assert out.min() >= 1.0 and out.max() <= 7.0
+    assert np.all(np.diff(out[:, 0, 0]) >= -1e-6)  # a monotone ramp stays monotone
+    assert np.array_equal(out, np.broadcast_to(out[:, :1, :1], out.shape))  # constant along ignored axes
+
+
+def test_low_resolution_loses_the_highest_frequency_and_keeps_shape():
+    """A checkerboard of period 2 voxels at zoom 0.5: nearest keeps every other voxel per axis, all of the
+    same colour, so the result is flat; at zoom 1 nothing changes."""
+    board = (np.indices((8, 8, 8)).sum(0) % 2).astype(np.float32)
+    half = resize_down_up(board, 0.5)
+    assert half.shape == board.shape
+    assert np.ptp(half) == 0 and half.flat[0] in (0.0, 1.0)
+    assert np.array_equal(resize_down_up(board, 1.0), board)
+    # a checkerboard along the ignored axis only (constant in-plane) is untouched
+    stripes = np.broadcast_to((np.arange(8) % 2).astype(np.float32)[:, None, None], (8, 10, 10)).copy()
+    np.testing.assert_allclose(resize_down_up(stripes, 0.5, ignore_axes=(0,)), stripes, atol=1e-6)
+
+
+@pytest.mark.parametrize(("zoom", "ignore"), [(0.5, ()), (0.73, ()), (0.61, (0,)), (0.9, (2,))])
+def test_low_resolution_equals_scipy_3d_zoom(zoom, ignore):
+    channel = np.random.default_rng(3).normal(size=(11, 17, 14)).astype(np.float32)
+    out = resize_down_up(channel, zoom, ignore)
+    assert out.shape == channel.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, _down_up_reference(channel, zoom, ignore), atol=1e-4)
 
 
 def test_intensity_steps_keep_ranges_and_stats():
@@ -242,7 +303,7 @@ def test_full_pipeline_shapes_and_labels():
         matrix = aug.draw_spatial(rng)
         out, out_seg = aug(data, seg, matrix, rng)
         assert out.shape == (1, *final) and out.dtype == np.float32 and np.isfinite(out).all()
-        assert out_seg.shape == (1, *final) and set(np.unique(out_seg)) <= {0, 1, 2}
+        assert out_seg.shape == (1, *final) and set(np.unique(out_seg)) == {0, 1, 2}  # no new, none lost
 
 
 def test_window_read_equals_centre_crop_of_the_sample(store):

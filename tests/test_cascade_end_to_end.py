@@ -25,6 +25,9 @@ TINY = ["--epochs", "1", "--iters-per-epoch", "2", "--val-iters", "1", "--num-wo
         "-j", "1", "--gpu-memory-gb", "0.05"]
 
 
+pytestmark = pytest.mark.slow  # about 4 minutes on 2 free cores
+
+
 @pytest.fixture(scope="module")
 def cascade_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cascade")
@@ -99,8 +102,32 @@ def test_exported_bundle_carries_the_stages_its_winner_needs(cascade_run, tmp_pa
     _assert_on_input_grid(ds, out)
 
 
-def _assert_on_input_grid(ds, out) -> None:
+def test_cascade_bundle_predicts_what_its_model_folders_predict(cascade_run, tmp_path):
+    """A few iterations learn nothing, so no Dice floor here (the demo and pipeline tests have one); instead
+    the bundle's two-stage prediction must equal, voxel for voxel, the model folder's (low-res stage run
+    from the work directory) with the bundle's own postprocessing applied: a bundle that lost a stage,
+    mixed up folds or wrote an all-background map would differ."""
+    from toolkit.postprocessing.rules import apply_postprocessing
+
+    ds, wd, _ = cascade_run
+    runner, bundle = CliRunner(), tmp_path / "bundle"
+    result = runner.invoke(cli, ["export", str(ds), "--work", str(wd.parent), "-o", str(bundle),
+                                 "-c", "3d_cascade_fullres"])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in (bundle / "models").iterdir()} == {"3d_cascade_fullres", "3d_lowres"}
+    preds = {}
+    for name, model in (("bundle", bundle), ("folder", wd / "models" / "3d_cascade_fullres")):
+        result = runner.invoke(cli, ["predict", "-m", str(model), "-i", str(ds / "imagesTs"),
+                                     "-o", str(tmp_path / name), "--device", "cpu", "--no-tta"])
+        assert result.exit_code == 0, result.output
+        preds[name] = _assert_on_input_grid(ds, tmp_path / name)
+    decision = json.loads((bundle / "postprocessing.json").read_text(encoding="utf-8"))
+    assert np.array_equal(preds["bundle"], apply_postprocessing(preds["folder"], decision))
+
+
+def _assert_on_input_grid(ds, out) -> np.ndarray:
     img = next((ds / "imagesTs").glob("*_0000.nii.gz"))
     pred, geo = read_image(out / img.name.replace("_0000.nii.gz", ".nii.gz"))
     ref, ref_geo = read_image(img)
     assert pred.shape == ref.shape and geo == ref_geo and set(np.unique(pred)) <= {0, 1, 2}
+    return pred

@@ -18,6 +18,8 @@ import pytest
 from phantom_helpers import tiny_phantom_two_folds
 from slurm_cluster import ClusterUnavailable, SlurmCluster
 
+pytestmark = pytest.mark.slow  # starts a real single-node SLURM cluster and trains through it: minutes
+
 TINY = ["--epochs", "1", "--iters-per-epoch", "2", "--val-iters", "1", "--num-workers", "0", "--device", "cpu",
         "-j", "1"]
 

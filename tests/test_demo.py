@@ -16,6 +16,8 @@ from phantom_helpers import dice_on_test_set
 
 from toolkit.cli import cli
 
+pytestmark = pytest.mark.slow  # the shared short demo run (and the real make-demo configuration): minutes
+
 
 def _scores(work) -> dict:
     return dice_on_test_set(work / "predictions", work / "raw" / "Dataset900_Phantom")

@@ -19,6 +19,8 @@ from toolkit.dataset.splits import make_splits
 from toolkit.errors import SegkitError
 from toolkit.phantom import make_phantom_dataset
 
+pytestmark = pytest.mark.slow  # trains fold all through the CLI several times: minutes
+
 TINY = ["--epochs", "1", "--iters-per-epoch", "2", "--val-iters", "1", "--num-workers", "0", "--device", "cpu"]
 CASES = [f"phantom_{i:03d}" for i in range(4)]
 

@@ -29,6 +29,7 @@ ENGINE = REPO / "containers" / "engine.sh"
 BASE = os.environ.get("SEGKIT_TEST_BASE_IMAGE", "segkit-test-base:bookworm")
 TAG = f"segkit-test-phantom:{os.getpid()}"  # private to this session: parallel runs share an engine
 EVAL_TAG = f"segkit-test-eval:{os.getpid()}"
+pytestmark = pytest.mark.slow  # builds and runs Docker images in a private engine: minutes
 
 
 def _engine_answers() -> bool:

@@ -22,6 +22,8 @@ from phantom_helpers import SHORT_DEMO_RUN, dice, dice_on_test_set, tiny_phantom
 from toolkit.cli import cli
 from toolkit.io.images import read_image
 
+pytestmark = pytest.mark.slow  # the shared short demo run and a killed/resumed run: minutes on 2 cores
+
 TINY = ["--epochs", "1", "--iters-per-epoch", "2", "--val-iters", "1", "--num-workers", "0", "--device", "cpu",
         "-j", "1"]
 

@@ -2,10 +2,17 @@
 
 Usage: .venv/bin/python bench/train_vs_nnunet.py [--cases 60] [--epochs 20] [--iters 50] [--val-iters 10]
                                                   [--precision auto|fp32|mixed] [--repeats 1] [--first-seed 0]
+                                                  [--preset default|resenc-m|resenc-l|resenc-xl]
 Both train ``epochs x iters`` iterations with the peer's patch and batch size and the same split,
 then predict the fold's validation cases with full inference settings; prints the mean foreground
-Dice of each (target: segkit >= nnunetv2 - 0.01) and the median seconds per epoch of ``iters``
-training + ``val_iters`` validation iterations, divided by ``iters`` (each tool's own epoch times).
+Dice of each (target: segkit >= nnunetv2 - 0.01), the median seconds per epoch of ``iters``
+training + ``val_iters`` validation iterations, divided by ``iters`` (each tool's own epoch times),
+and the peak RSS (VmHWM) of each training process at the end of training, before the validation
+predictions. Each training is its own subprocess (segkit in this venv, nnunetv2 in the peer's).
+``--preset`` plans both sides with the same nnU-Net preset: segkit ``plan --preset resenc-m``,
+nnunetv2 ``-pl nnUNetPlannerResEncM`` and ``nnUNetTrainer`` on plans ``nnUNetResEncUNetMPlans`` (the
+names come from toolkit/planning/presets.yaml); the run refuses to start when the two 3d_fullres
+plans differ in patch or network (features, kernels, strides, blocks per stage).
 ``--repeats N`` trains both N times (segkit with seeds S..S+N-1, S = ``--first-seed``; nnunetv2 seeds nothing)
 and compares the means. Both train with 0 augmentation workers, on the same torch 2.13 CPU build.
 
@@ -24,60 +31,120 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-from _hippo import DATASET, peer_plan, prepare
+from _hippo import DATASET, REPO, peer_plan, peer_plans_name, prepare
 from _peer import peer_env, peer_python
 
-PEER_SNIPPET = """
+from toolkit.planning import preset_names
+
+PEAK_RSS = """
+def peak_rss_mib():
+    with open("/proc/self/status", encoding="utf-8") as f:  # VmHWM: this process's peak resident set
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+"""
+
+OURS_SNIPPET = PEAK_RSS + """
+import json, sys
+from toolkit.training.options import TrainerOptions
+from toolkit.training.setup import resolve_training
+from toolkit.training.trainer import Trainer, run_final_validation
+a = json.loads(sys.argv[1])
+setup = resolve_training(a["raw"], a["work"], "3d_fullres", 0)
+options = TrainerOptions(epochs=a["epochs"], iters_per_epoch=a["iters"], val_iters=a["val_iters"],
+                         batch_size=a["batch_size"], num_workers=0, device="cpu", seed=a["seed"],
+                         save_every=a["epochs"], precision=a["precision"], final_validation=False)
+trainer = Trainer(setup, options)
+fold = trainer.run()
+peak = peak_rss_mib()
+run_final_validation(fold, setup.dataset_root, "cpu")
+print(json.dumps({"epoch_times": trainer.logs["epoch_time"], "precision": trainer.precision,
+                  "peak_rss_mib": peak, "fold": str(fold)}))
+"""
+
+PEER_SNIPPET = PEAK_RSS + """
 import json, sys, torch
 from nnunetv2.run.run_training import get_trainer_from_args
 epochs, iters, val_iters = (int(a) for a in sys.argv[1:4])
-t = get_trainer_from_args("4", "3d_fullres", 0, "nnUNetTrainer", "nnUNetPlans", device=torch.device("cpu"))
+t = get_trainer_from_args("4", "3d_fullres", 0, "nnUNetTrainer", sys.argv[4], device=torch.device("cpu"))
 t.num_epochs, t.num_iterations_per_epoch, t.num_val_iterations_per_epoch = epochs, iters, val_iters
 t.run_training()
+peak = peak_rss_mib()
 t.perform_actual_validation()
 log = getattr(t.logger, "local_logger", t.logger).my_fantastic_logging  # 2.6+: MetaLogger
 times = [e - s for s, e in zip(log["epoch_start_timestamps"], log["epoch_end_timestamps"])]
-print(json.dumps({"epoch_times": times}))
+print(json.dumps({"epoch_times": times, "peak_rss_mib": peak, "network": type(t.network).__name__}))
 """
 
 
 def _foreground_dice(summary: Path) -> float:
-    data = json.loads(summary.read_text())
+    data = json.loads(summary.read_text(encoding="utf-8"))
     fg = data["foreground_mean"]
     return float(fg["Dice"] if isinstance(fg, dict) else fg)
 
 
+def _last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def check_same_plan(ours: dict, peer: dict) -> None:
+    """Exit with the differing fields unless both 3d_fullres plans have the same patch and network."""
+    arch = peer["architecture"]["arch_kwargs"]
+    n = len(arch["features_per_stage"])
+    blocks = arch.get("n_blocks_per_stage", arch.get("n_conv_per_stage"))
+    ours_arch = ours.get("architecture") or {"n_blocks_per_stage": [2] * n, "n_conv_per_stage_decoder": [2] * (n - 1)}
+    pairs = {
+        "patch_size": (ours["patch_size"], peer["patch_size"]),
+        "features_per_stage": (ours["features_per_stage"], arch["features_per_stage"]),
+        "conv_kernel_sizes": (ours["conv_kernel_sizes"], arch["kernel_sizes"]),
+        "pool_strides": (ours["pool_strides"], arch["strides"][1:]),
+        "n_blocks_per_stage": (ours_arch["n_blocks_per_stage"], blocks),
+        "n_conv_per_stage_decoder": (ours_arch["n_conv_per_stage_decoder"], arch["n_conv_per_stage_decoder"]),
+    }
+    differ = [f"{k}: segkit {a} vs nnunetv2 {b}" for k, (a, b) in pairs.items()
+              if json.loads(json.dumps(a)) != json.loads(json.dumps(b))]
+    if differ:
+        raise SystemExit("segkit's and nnunetv2's 3d_fullres plans differ, not a like-for-like run: " + "; ".join(differ))
+
+
 def run_ours(paths: dict, epochs: int, iters: int, val_iters: int, batch_size: int,
-             precision: str, seed: int = 0) -> tuple[float, float, str]:
-    from toolkit.training.options import TrainerOptions
-    from toolkit.training.setup import resolve_training
-    from toolkit.training.trainer import Trainer
+             precision: str, seed: int = 0) -> tuple[float, float, str, float]:
+    """Dice, s/iter, precision, peak RSS (MiB) of one segkit training subprocess."""
+    payload = {"raw": str(paths["raw"]), "work": str(paths["work"]), "epochs": epochs, "iters": iters,
+               "val_iters": val_iters, "batch_size": batch_size, "seed": seed, "precision": precision}
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-c", OURS_SNIPPET, json.dumps(payload)], env=env, stdout=subprocess.PIPE,
+                          text=True, encoding="utf-8", errors="replace")  # stderr: the training log, live
+    if done.returncode:
+        raise SystemExit(f"segkit training failed (exit {done.returncode}); its log is above")
+    res = _last_json(done.stdout)
+    per_iter = statistics.median(res["epoch_times"]) / iters
+    dice = _foreground_dice(Path(res["fold"]) / "validation" / "summary.json")
+    return dice, per_iter, res["precision"], res["peak_rss_mib"]
 
-    setup = resolve_training(paths["raw"], paths["work"], "3d_fullres", 0)
-    options = TrainerOptions(epochs=epochs, iters_per_epoch=iters, val_iters=val_iters, batch_size=batch_size,
-                             num_workers=0, device="cpu", seed=seed, save_every=epochs, precision=precision)
-    trainer = Trainer(setup, options)
-    fold = trainer.run()
-    per_iter = statistics.median(trainer.logs["epoch_time"]) / iters
-    return _foreground_dice(fold / "validation" / "summary.json"), per_iter, trainer.precision
 
-
-def run_peer(scratch: Path, epochs: int, iters: int, val_iters: int) -> tuple[float, float]:
+def run_peer(scratch: Path, epochs: int, iters: int, val_iters: int,
+             plans_name: str) -> tuple[float, float, float, str]:
+    """Dice, s/iter, peak RSS (MiB), network class of one nnunetv2 training subprocess (nnUNetTrainer on
+    ``plans_name``)."""
     env = peer_env(scratch / "raw", scratch / "nnunet_pre", scratch / "nnunet_res", n_proc_da=0)
-    done = subprocess.run([str(peer_python()), "-c", PEER_SNIPPET, str(epochs), str(iters), str(val_iters)],
+    done = subprocess.run([str(peer_python()), "-c", PEER_SNIPPET, str(epochs), str(iters), str(val_iters), plans_name],
                           env=env, capture_output=True, text=True, encoding="utf-8", errors="replace")
     if done.returncode:
         raise SystemExit(f"nnunetv2 training failed:\n{done.stderr[-3000:]}")
-    out = done.stdout
-    times = json.loads(out.strip().splitlines()[-1])["epoch_times"]
-    summaries = sorted((scratch / "nnunet_res" / DATASET).glob("*/fold_0/validation/summary.json"))
-    return _foreground_dice(summaries[-1]), statistics.median(times) / iters
+    res = _last_json(done.stdout)
+    summary = peer_fold(scratch, plans_name) / "validation" / "summary.json"
+    return _foreground_dice(summary), statistics.median(res["epoch_times"]) / iters, res["peak_rss_mib"], res["network"]
+
+
+def peer_fold(scratch: Path, plans_name: str) -> Path:
+    return scratch / "nnunet_res" / DATASET / f"nnUNetTrainer__{plans_name}__3d_fullres" / "fold_0"
 
 
 def main() -> None:
@@ -88,27 +155,40 @@ def main() -> None:
     ap.add_argument("--val-iters", type=int, default=10)
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "mixed"],
                     help="segkit's training precision (auto: bf16 on CPUs with native bf16); nnunetv2 trains fp32 on CPU")
+    ap.add_argument("--preset", default="default", choices=preset_names(),
+                    help="planner preset of both tools (resenc-m: nnUNetPlannerResEncM / nnUNetResEncUNetMPlans)")
     ap.add_argument("--repeats", type=int, default=1, help="train both this many times (segkit seeds S..S+N-1)")
     ap.add_argument("--first-seed", type=int, default=0, help="S: segkit's first seed (more seeds after a first run)")
     ap.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "segkit_bench_hippo")
     args = ap.parse_args()
-    paths = prepare(args.scratch, args.cases)
-    bs = peer_plan(args.scratch)["batch_size"]
+    paths = prepare(args.scratch, args.cases, args.preset)
+    plans_name = peer_plans_name(args.preset)
+    peer_config = peer_plan(args.scratch, args.preset)
+    ours_plans = json.loads((paths["work"] / DATASET / "plans.json").read_text(encoding="utf-8"))
+    check_same_plan(ours_plans["configurations"]["3d_fullres"], peer_config)
+    bs = peer_config["batch_size"]
     total = args.epochs * args.iters
     ours, peer = [], []
     for seed in range(args.first_seed, args.first_seed + args.repeats):
-        for stale in (paths["work"] / DATASET / "models", args.scratch / "nnunet_res" / DATASET):
+        for stale in (paths["work"] / DATASET / "models", peer_fold(args.scratch, plans_name).parent):
             shutil.rmtree(stale, ignore_errors=True)  # validation outputs of an earlier run must not be reused
         ours.append(run_ours(paths, args.epochs, args.iters, args.val_iters, bs, args.precision, seed))
-        peer.append(run_peer(args.scratch, args.epochs, args.iters, args.val_iters))
-        print(f"run {seed}: segkit {ours[-1][0]:.4f} Dice {ours[-1][1]:.2f} s/iter ({ours[-1][2]}), "
-              f"nnunetv2 {peer[-1][0]:.4f} Dice {peer[-1][1]:.2f} s/iter", flush=True)
-    d_ours, t_ours = statistics.mean(o[0] for o in ours), statistics.mean(o[1] for o in ours)
-    d_peer, t_peer = statistics.mean(p[0] for p in peer), statistics.mean(p[1] for p in peer)
-    print(f"{DATASET} fold 0, {total} iterations, batch {bs}, mean of {args.repeats} run(s):")
-    print(f"  segkit   mean foreground Dice {d_ours:.4f}, {t_ours:.2f} s/iter ({ours[0][2]})")
-    print(f"  nnunetv2 mean foreground Dice {d_peer:.4f}, {t_peer:.2f} s/iter (fp32: it uses AMP on CUDA only)")
-    print(f"  Dice difference {d_ours - d_peer:+.4f} (target >= -0.01), speed ratio {t_peer / t_ours:.2f}x")
+        peer.append(run_peer(args.scratch, args.epochs, args.iters, args.val_iters, plans_name))
+        print(f"run {seed}: segkit {ours[-1][0]:.4f} Dice {ours[-1][1]:.2f} s/iter ({ours[-1][2]}) "
+              f"peak RSS {ours[-1][3]:.0f} MiB, nnunetv2 {peer[-1][0]:.4f} Dice {peer[-1][1]:.2f} s/iter "
+              f"peak RSS {peer[-1][2]:.0f} MiB", flush=True)
+    d_ours, t_ours, m_ours = (statistics.mean(o[i] for o in ours) for i in (0, 1, 3))
+    d_peer, t_peer, m_peer = (statistics.mean(p[i] for p in peer) for i in (0, 1, 2))
+    print(f"{DATASET} fold 0, preset {args.preset} (nnunetv2 plans {plans_name}), 3d_fullres patch "
+          f"{'x'.join(map(str, peer_config['patch_size']))}, {total} iterations, batch {bs}, "
+          f"mean of {args.repeats} run(s):")
+    print(f"  segkit   mean foreground Dice {d_ours:.4f}, {t_ours:.2f} s/iter ({ours[0][2]}), "
+          f"peak RSS {m_ours:.0f} MiB")
+    print(f"  nnunetv2 mean foreground Dice {d_peer:.4f}, {t_peer:.2f} s/iter (fp32: it uses AMP on CUDA only), "
+          f"peak RSS {m_peer:.0f} MiB, network {peer[0][3]}")
+    print(f"  Dice difference {d_ours - d_peer:+.4f} (target >= -0.01), speed ratio {t_peer / t_ours:.2f}x, "
+          f"peak RSS ratio {m_ours / m_peer:.2f}")
+
 
 if __name__ == "__main__":
     main()

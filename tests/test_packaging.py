@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from bundle_helpers import RESENC, make_tiny_bundle
 
 from challenges.registry import get_adapter
 from toolkit.containers import entrypoint, evaluation
@@ -220,6 +221,27 @@ def test_job_writes_mha_on_the_input_grid_and_volumes(phantom_dataset, predictor
     # the same case through `segkit predict`'s pipeline gives the same labels
     from toolkit.inference.pipeline import predict_folder
 
+    predict_folder(predictor, phantom_dataset / "imagesTs", tmp_path / "host", 1, progress=False)
+    host, _ = read_image(tmp_path / "host" / "phantom_008.nii.gz")
+    assert np.array_equal(host, seg)
+
+
+def test_job_runs_a_residual_encoder_bundle(phantom_dataset, tmp_path):
+    """The container's job packs no architecture knowledge: the predictor builds the ResEnc U-Net from the
+    checkpoint's spec, and the job's labels equal the host's `segkit predict` pipeline."""
+    from toolkit.bundle.predictor import BundlePredictor
+    from toolkit.inference.pipeline import predict_folder
+    from toolkit.network.resenc import ResidualEncoderUNet
+
+    bundle = make_tiny_bundle(phantom_dataset, tmp_path / "resenc", architecture=RESENC)
+    predictor = BundlePredictor.from_bundle(bundle, "cpu", tta=False)
+    assert all(isinstance(net, ResidualEncoderUNet) for net in predictor.first.networks)
+    itf, job = _kits_job(phantom_dataset, tmp_path)
+    run_job(predictor, itf, job, tmp_path / "out")
+    seg, geo = read_image(tmp_path / "out" / "images" / "kidney-segmentation" / OUTPUT_NAME)
+    in_shape, in_geo = read_geometry(next((job / "images" / "ct-image").glob("*.mha")))
+    assert seg.shape == in_shape and geo.differs_from(in_geo, rel_tol=1e-9, dir_tol=1e-9) is None
+    assert len(np.unique(seg)) > 1
     predict_folder(predictor, phantom_dataset / "imagesTs", tmp_path / "host", 1, progress=False)
     host, _ = read_image(tmp_path / "host" / "phantom_008.nii.gz")
     assert np.array_equal(host, seg)

@@ -8,7 +8,10 @@ label sets):
   (the run's seed), and the log says which and why;
 - the output heads (``heads.*``, the 1x1 convolutions producing the class scores) are re-initialised
   whenever the checkpoint's label values differ from the target's, even if their shapes happen to
-  match (the same channel count then means other classes); with the same label set they are loaded;
+  match (the same channel count then means other classes); with the same label set they are loaded.
+  Re-initialised means a fresh network's He initialisation, as nnU-Net leaves its segmentation layers:
+  the first few fine-tuning iterations depend on that draw, the first epoch's mean loss is lower than
+  from scratch (measured in tests/test_finetune.py);
 - the image channel count must match (a different input modality set is a user error, one line);
 - the checkpoint is read with ``weights_only=True`` and recorded by path and SHA-256 in the run's
   options (checkpoint ``options``: ``pretrained_weights``, ``pretrained_sha256``).

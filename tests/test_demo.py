@@ -1,22 +1,20 @@
 """`segkit demo`: the whole pipeline on the phantom challenge, as `make demo` runs it.
 
 The short form (the shared ``short_demo`` run: 6 cases, 2 folds, 3 epochs of 6 iterations) must segment
-the organ of the test cases; the real `make demo` configuration (slow: about 8 minutes on 2 free cores)
-must reach the Dice README quotes. Dice is counted here (tests/phantom_helpers.py), not by segkit.
+the organ of the test cases (the lesion needs about 200 iterations, more than this short form trains).
+Dice is counted here (tests/phantom_helpers.py), not by segkit. The Dice README quotes for the full
+`make demo` configuration (10 epochs x 25 iterations, about 8 minutes) were measured by hand; a test of
+that configuration is still to be added (see the closing note of session 4).
 """
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-from click.testing import CliRunner
 from phantom_helpers import dice_on_test_set
 
-from toolkit.cli import cli
-
-pytestmark = pytest.mark.slow  # the shared short demo run (and the real make-demo configuration): minutes
+pytestmark = pytest.mark.slow  # the shared short demo run: minutes
 
 
 def _scores(work) -> dict:
@@ -38,17 +36,3 @@ def test_demo_short(short_demo):
         assert case["metrics"]["1"]["Dice"] == pytest.approx(scores[case["case"]][1], abs=1e-9)
     page = (work / "Dataset900_Phantom" / "report" / "index.html").read_text(encoding="utf-8")
     assert f"test set <b>{summary['foreground_mean']['Dice']:.4f}</b> on 2 case(s)" in page  # demo passes it
-
-
-@pytest.mark.slow
-def test_make_demo_reaches_the_dice_readme_quotes(tmp_path):
-    """`make demo` = `segkit demo` with its defaults (10 cases, 5 folds, 10 epochs x 25 iterations).
-    README: organ Dice 0.99 and lesion Dice 0.97 on the two test cases (its 7 min 41 s run); the thresholds
-    leave margin below those (not re-measured here: the shared test machine was too loaded to run it)."""
-    work = tmp_path / "work"
-    result = CliRunner().invoke(cli, ["demo", "--work", str(work)])
-    assert result.exit_code == 0, result.output
-    scores = _scores(work)
-    organ = np.mean([s[1] for s in scores.values()])
-    lesion = np.mean([s[2] for s in scores.values()])
-    assert organ >= 0.95 and lesion >= 0.85, scores

@@ -56,7 +56,7 @@ def _train_tiny(pre_dir: Path, cases: list[str], iters: int = 60) -> torch.nn.Mo
     for _ in range(iters):
         pairs = [_random_patch(*loaded[int(rng.integers(len(loaded)))], rng) for _ in range(2)]
         x = torch.from_numpy(np.stack([p[0] for p in pairs]))
-        y = torch.from_numpy(np.stack([p[1][0] for p in pairs]).astype(np.int64))
+        y = torch.from_numpy(np.maximum(np.stack([p[1][0] for p in pairs]), 0).astype(np.int64))
         loss = torch.nn.functional.cross_entropy(net(x)[0], y)
         opt.zero_grad()
         loss.backward()

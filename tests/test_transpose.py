@@ -330,3 +330,56 @@ def test_end_to_end_coarse_axis(tmp_path, coarse):
         ref, ref_geo = read_image(ref_file)
         assert pred.shape == ref.shape
         _same_geometry(geo, ref_geo)
+
+
+class EchoPrevious(torch.nn.Module):
+    """Cascade full-res stand-in: logits = 20 x the previous stage's one-hot channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[1] == 3  # image + 2 one-hot channels
+        return 20 * x[:, 1:]
+
+
+def test_cascade_hand_over_in_working_order(tmp_path):
+    """3d_lowres -> 3d_cascade_fullres on sagittal data: the low-res result reaches the full-res stage on its
+    (transposed) grid and the export overlays the input (fixed networks, no training)."""
+    from toolkit.inference.model_folder import ModelFolder
+    from toolkit.inference.predictor import Predictor
+
+    ds = _dataset(tmp_path / "raw", 1)
+    arch = {"conv_kernel_sizes": [[1, 3, 3], [3, 3, 3]], "pool_strides": [[1, 2, 2]], "features_per_stage": [4, 8],
+            "normalization": ["zscore"], "use_mask_for_norm": [False]}
+    # input order (z, y, x); numpy axis 1 is the coarse one, so working order is (y, z, x)
+    low = {**arch, "spacing": [1.5, COARSE, 1.5], "patch_size": [32, 8, 32], "data_identifier": "3d_lowres",
+           "next_stage": "3d_cascade_fullres"}
+    full = {**arch, "spacing": [FINE, COARSE, FINE], "patch_size": [48, 8, 40], "data_identifier": "3d_fullres",
+            "previous_stage": "3d_lowres"}
+    plans = {"dataset_name": ds.name, "transpose_forward": [1, 0, 2], "transpose_backward": [1, 0, 2],
+             "labels": {"background": 0, "structure": 1},
+             "configurations": {"3d_lowres": low, "3d_cascade_fullres": full}}
+    ds_json = json.loads((ds / "dataset.json").read_text(encoding="utf-8"))
+    previous = Predictor(ModelFolder(tmp_path / "3d_lowres", "3d_lowres", plans, ds_json, (0,)), [ThresholdNet()],
+                         "cpu", num_classes=2)
+    cascade = Predictor(ModelFolder(tmp_path / "3d_cascade_fullres", "3d_cascade_fullres", plans, ds_json, (0,)),
+                        [EchoPrevious()], "cpu", num_classes=2, previous=previous)
+    assert cascade.patch_size == (8, 48, 40)
+    image, ref_label = ds / "imagesTs" / "c_004_0000.nii.gz", ds / "labelsTs" / "c_004.nii.gz"
+    case = cascade.preprocess("c_004", [image])
+    assert case.data.shape[1] == WORKING_SHAPE[0] - 2 and case.previous.data.shape[1] == WORKING_SHAPE[0] - 2
+    assert case.previous.data.shape[2] < case.data.shape[2]
+    from toolkit.inference.cascade import previous_stage_onehot
+
+    probs = cascade.predict(case)
+    expected = previous_stage_onehot(previous.predict(case.previous), case.data.shape[1:]).argmax(0)
+    assert torch.equal(probs.argmax(0), expected)  # the full-res stage saw the low-res result, same axes
+    cascade.export(probs, case, tmp_path / "out" / "c_004.nii.gz")
+    pred, geo = read_image(tmp_path / "out" / "c_004.nii.gz")
+    ref, ref_geo = read_image(ref_label)
+    assert pred.shape == ref.shape
+    _same_geometry(geo, ref_geo)
+    dice = 2 * np.sum((pred == 1) & (ref == 1)) / (np.sum(pred == 1) + np.sum(ref == 1))
+    assert dice > 0.8, dice  # the low-res threshold, resampled twice: close to, not exactly, the label

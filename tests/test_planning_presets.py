@@ -32,12 +32,7 @@ def _cases():
             for config in ("2d", "3d_fullres", "3d_lowres"):
                 if config not in peer["configurations"]:
                     continue
-                marks = []
-                if config == "2d" and peer["transpose_forward"] != [0, 1, 2]:
-                    marks = [pytest.mark.xfail(strict=True, reason=(
-                        "nnU-Net slices 2d along the coarsest axis (transpose_forward "
-                        f"{peer['transpose_forward']}); segkit's transposition is helper 'transpose's part of issue 13"))]
-                yield pytest.param(key, preset, config, marks=marks, id=f"{key}-{preset}-{config}")
+                yield pytest.param(key, preset, config, id=f"{key}-{preset}-{config}")
 
 
 def test_golden_covers_every_preset_and_the_required_fingerprints():

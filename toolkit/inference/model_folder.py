@@ -16,6 +16,7 @@ from typing import Any
 from toolkit.dataset.folds import parse_fold
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import read_json
+from toolkit.planning.axes import working_entry
 
 _FOLD_RE = re.compile(r"^fold_(\d+)$")
 CHECKPOINT = "checkpoint_final.pt"
@@ -34,7 +35,8 @@ class ModelFolder:
 
     @property
     def plan(self) -> dict[str, Any]:
-        return self.plans["configurations"][self.config]
+        """The configuration in working axis order (plans.json stores input order; planning/axes.py)."""
+        return working_entry(self.plans, self.config)
 
     @property
     def previous_stage(self) -> str | None:

@@ -4,10 +4,10 @@
 memory budget. It returns the plans and the rule trace (``--explain``): the rules append one line
 each to a list instead of printing, so the trace is data the CLI decides what to do with.
 
-Axis order is the input arrays' (z, y, x); ``transpose_forward`` is always [0, 1, 2]: the 2d
-configuration slices along axis 0 and works on axes 1 and 2. nnU-Net v2 instead transposes the
-coarsest axis to the front; segkit keeps the array order so plans read the same as the data, and
-the trace warns when axis 0 is not the coarsest (then 2d is not on the two finest axes).
+Axes: as nnU-Net v2, ``transpose_forward`` puts the coarsest axis of the target spacing first and
+every configuration is planned on the transposed spacing and median shape (the patch-shrink rule's
+tie-breaking depends on the axis order), so 2d works on the two finest axes. plans.json stores the
+per-axis lists back in the input's (z, y, x) order (:mod:`toolkit.planning.axes`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 
 from toolkit.dataset import DatasetSpec
 from toolkit.errors import SegkitError
+from toolkit.planning.axes import entry_to_input, nnunet_transpose
 from toolkit.planning.cascade import plan_lowres
 from toolkit.planning.configuration import ConfigPlan, plan_configuration
 from toolkit.planning.normalization import normalization_schemes
@@ -68,9 +69,10 @@ def _as_3d(values: list[list[float]], fill: float) -> list[list[float]]:
 
 
 def _entry(plan: ConfigPlan, identifier: str, norm: list[str], masks: list[bool],
-           settings: PlannerSettings) -> dict[str, Any]:
+           settings: PlannerSettings, forward: list[int]) -> dict[str, Any]:
+    """plans.json entry of a configuration planned in working order; lists stored in input order."""
     topo = plan.topology
-    return {
+    return entry_to_input({
         "data_identifier": identifier,
         "spacing": [float(s) for s in plan.spacing],
         "median_shape": [float(m) for m in plan.median_shape],
@@ -85,23 +87,24 @@ def _entry(plan: ConfigPlan, identifier: str, norm: list[str], masks: list[bool]
         "use_mask_for_norm": list(masks),
         "estimated_feature_map_voxels": int(plan.estimate),
         "memory_budget_voxels": float(plan.budget),
-    }
+    }, forward)
 
 
 def _plan_3d(
     spacing: list[float], median: list[float], dataset_voxels: float, dataset: DatasetSpec, n_train: int,
     gpu_memory_gb: float, settings: PlannerSettings, norm_masks: tuple[list[str], list[bool]], trace: list[str],
+    forward: list[int],
 ) -> dict[str, dict[str, Any]]:
-    """3d_fullres, and 3d_lowres + 3d_cascade_fullres when the cascade is triggered."""
+    """3d_fullres, and 3d_lowres + 3d_cascade_fullres when the cascade is triggered (working order)."""
     in_ch, n_cls = dataset.num_channels, dataset.num_classes
     trace.append("[3d_fullres]")
     full = plan_configuration(spacing, median, dataset_voxels, in_ch, n_cls, gpu_memory_gb, settings, trace)
     trace.append("[3d_lowres / cascade]")
     low = plan_lowres(full, n_train, in_ch, n_cls, gpu_memory_gb, settings, trace)
     # batch Dice as nnU-Net v2: on for 2d and for full-res when a cascade exists, off otherwise
-    configs = {"3d_fullres": {**_entry(full, "3d_fullres", *norm_masks, settings), "batch_dice": low is not None}}
+    configs = {"3d_fullres": {**_entry(full, "3d_fullres", *norm_masks, settings, forward), "batch_dice": low is not None}}
     if low is not None:
-        configs["3d_lowres"] = {**_entry(low, "3d_lowres", *norm_masks, settings), "batch_dice": False,
+        configs["3d_lowres"] = {**_entry(low, "3d_lowres", *norm_masks, settings, forward), "batch_dice": False,
                                 "next_stage": "3d_cascade_fullres"}
         configs["3d_cascade_fullres"] = {**copy.deepcopy(configs["3d_fullres"]), "previous_stage": "3d_lowres"}
     return configs
@@ -137,24 +140,27 @@ def plan_experiment(
     dataset_voxels = float(np.prod(median)) * n_train
     trace.append(f"median shape at target spacing {'x'.join(f'{m:g}' for m in median)}; "
                  f"dataset ~{dataset_voxels:.3g} voxels ({n_train} cases)")
-    if int(np.argmax(spacing)) != 0 and max(spacing) > settings.anisotropy_threshold * min(spacing):
-        trace.append("note: the coarsest axis is not axis 0; 2d still slices along axis 0 (transpose_forward "
-                     "is fixed to [0, 1, 2])")
+    forward, backward = nnunet_transpose(spacing)
+    spacing, median = [spacing[a] for a in forward], [median[a] for a in forward]
+    if forward != [0, 1, 2]:
+        trace.append(f"[transpose] coarsest axis is {'zyx'[forward[0]]}: transpose_forward {forward}; the "
+                     f"configurations are planned on axes ({', '.join('zyx'[a] for a in forward)}) in that order "
+                     "(axis names below are positions in it); plans.json stores lists in (z, y, x) order")
     trace.append("[2d]")
     plan_2d = plan_configuration(spacing[1:], median[1:], dataset_voxels, dataset.num_channels,
                                  dataset.num_classes, gpu_memory_gb, settings, trace)
-    configs = {"2d": {**_entry(plan_2d, "2d", *norm_masks, settings), "batch_dice": True}}
+    configs = {"2d": {**_entry(plan_2d, "2d", *norm_masks, settings, forward), "batch_dice": True}}
     if median[0] > 1:
         configs.update(_plan_3d(spacing, median, dataset_voxels, dataset, n_train, gpu_memory_gb, settings,
-                                norm_masks, trace))
+                                norm_masks, trace, forward))
     else:
         trace.append("[3d] the images have one slice: 2d only")
     plans = {
         "dataset_name": dataset.name,
         "preset": settings.preset,
         "gpu_memory_gb": gpu_memory_gb,
-        "transpose_forward": [0, 1, 2],
-        "transpose_backward": [0, 1, 2],
+        "transpose_forward": forward,
+        "transpose_backward": backward,
         "anisotropy_threshold": settings.anisotropy_threshold,
         "original_median_spacing": [float(v) for v in np.median(np.asarray(spacings, dtype=float), axis=0)],
         "original_median_shape": [float(v) for v in np.median(np.asarray(shapes, dtype=float), axis=0)],

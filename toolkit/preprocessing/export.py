@@ -1,9 +1,10 @@
 """Predictions back to the raw image: resample, argmax, paste, write with the input's exact geometry.
 
-Probabilities (K, z, y, x) at the plan's spacing are resampled to the cropped original shape
+Probabilities (K, *working axes) at the plan's spacing are resampled to the cropped original shape
 (linear, nearest along the separate-z axis, docs/method.md 1.3), arg-maxed, mapped from channel index to
-label value, pasted into the uncropped volume (background outside the crop box) and written with
-the geometry recorded at preprocessing time, so the file overlays the input exactly.
+label value, pasted into the uncropped volume (background outside the crop box), transposed back from
+working to input axis order (the case's ``transpose_forward``, toolkit/planning/axes.py) and written
+with the geometry recorded at preprocessing time, so the file overlays the input exactly.
 
 Bounded memory: the output is produced in slabs along the first axis. Each slab needs only the
 input slices its interpolation taps touch, so peak memory is the input plus one slab of every class
@@ -27,6 +28,7 @@ import numpy as np
 
 from toolkit.io.atomic import atomic_write_path
 from toolkit.io.images import Geometry, write_image
+from toolkit.planning.axes import IDENTITY, array_to_input
 from toolkit.preprocessing.preprocess import foreground_label_values
 from toolkit.preprocessing.resampling import (
     axis_orders,
@@ -124,8 +126,9 @@ def _paste_slices(properties: dict) -> tuple[slice, ...]:
     return tuple(slice(a, b) for a, b in properties["bbox"])
 
 
-def _to_original_ndim(array: np.ndarray, geometry: Geometry, lead: int) -> np.ndarray:
-    """Drop the singleton z added for 2D input images."""
+def _to_original_ndim(array: np.ndarray, geometry: Geometry, lead: int, properties: dict) -> np.ndarray:
+    """Working axes back to the input's order; drop the singleton z added for 2D input images."""
+    array = array_to_input(array, properties.get("transpose_forward", IDENTITY), lead)
     if geometry.ndim == 2:
         return array.reshape(array.shape[:lead] + array.shape[lead + 1:])
     return array
@@ -133,7 +136,8 @@ def _to_original_ndim(array: np.ndarray, geometry: Geometry, lead: int) -> np.nd
 
 def resample_probabilities_to_original(probabilities: Any, properties: dict, plans: dict, config: str,
                                        backend: str = "auto") -> np.ndarray:
-    """(K, z, y, x) float32 probabilities on the original, uncropped grid (background 1 outside the box).
+    """(K, z, y, x) float32 probabilities on the original, uncropped grid in the input's axis order
+    (background 1 outside the box).
 
     ``config`` is accepted for the signature of docs/interfaces.md "Python API"; the spacings come from ``properties``.
     """
@@ -147,7 +151,7 @@ def resample_probabilities_to_original(probabilities: Any, properties: dict, pla
     for (o0, o1), slab in iter_resampled(probabilities, tuple(properties["shape_after_crop"]), spacing,
                                          new_spacing, threshold, backend):
         inner[:, o0:o1] = slab
-    return _to_original_ndim(full, geometry, 1)
+    return _to_original_ndim(full, geometry, 1, properties)
 
 
 def _label_lut(plans: dict, labels: list[int] | None, k: int) -> np.ndarray:
@@ -191,7 +195,7 @@ def export_prediction(probabilities: Any, properties: dict, plans: dict, config:
         for (o0, o1), slab in iter_resampled(probabilities, tuple(properties["shape_after_crop"]), spacing,
                                              new_spacing, threshold, backend):
             inner[o0:o1] = lut[np.argmax(slab, axis=0)]
-        seg = _to_original_ndim(seg, geometry, 0)
+        seg = _to_original_ndim(seg, geometry, 0, properties)
     if postprocess is not None:
         seg = postprocess(seg)
     write_image(seg, geometry, seg_path)

@@ -1,13 +1,16 @@
 """One case from raw files to training-ready arrays: crop, normalise, resample, sample foreground.
 
-Order of operations (as nnU-Net): crop to the non-zero box -> normalise (the mask still fits the
-image voxel for voxel) -> resample image (cubic) and label (one-hot linear + argmax) to the plan's
-spacing with the separate-z rule -> sample up to 10,000 voxel locations per foreground label.
-The properties returned are everything export needs to go back to the raw grid (docs/interfaces.md "Preprocessed cases").
+Order of operations (as nnU-Net): transpose the axes into working order (``transpose_forward``:
+the coarsest axis first, toolkit/planning/axes.py) -> crop to the non-zero box -> normalise (the
+mask still fits the image voxel for voxel) -> resample image (cubic) and label (one-hot linear +
+argmax) to the plan's spacing with the separate-z rule -> sample up to 10,000 voxel locations per
+foreground label. The properties returned are everything export needs to go back to the raw grid
+(docs/interfaces.md "Preprocessed cases"): every per-axis property is in working order (the stored
+arrays' order), ``transpose_forward`` records the permutation and ``geometry`` is the input's own.
 
 Choices written down here because the spec is silent:
-- The plan's spacings are in the input's (z, y, x) order, so preprocessing keeps that order; a
-  non-identity ``transpose_forward`` is rejected rather than half-applied.
+- The plan's lists are stored in the input's (z, y, x) order and read in working order through
+  :func:`plan_entry`.
 - 2D input images (y, x) get a singleton z axis with spacing 999 (nnU-Net's convention); their
   geometry stays 2D and export drops the axis again.
 - 2d configuration: the plan's spacing has 2 entries (in-plane); z keeps its own spacing.
@@ -26,6 +29,7 @@ import numpy as np
 
 from toolkit.errors import SegkitError
 from toolkit.io.images import read_case_images, read_image
+from toolkit.planning.axes import array_to_working, plans_transpose, working_entry
 from toolkit.preprocessing.cropping import crop_to_nonzero
 from toolkit.preprocessing.normalization import normalize
 from toolkit.preprocessing.resampling import (
@@ -41,11 +45,11 @@ OUTSIDE_MASK = -1  # seg value of background voxels outside the non-zero mask (u
 
 
 def plan_entry(plans: dict, config: str) -> dict:
-    """The plan of ``config``, or a one-line error naming the configurations that exist."""
+    """The plan of ``config`` in working order, or a one-line error naming the configurations that exist."""
     configs = plans.get("configurations", {})
     if config not in configs:
         raise SegkitError(f"configuration {config!r} not in plans (available: {', '.join(configs) or 'none'})")
-    return configs[config]
+    return working_entry(plans, config)
 
 
 def foreground_label_values(plans: dict) -> list[int]:
@@ -66,12 +70,6 @@ def target_spacing(plans: dict, config: str, spacing: tuple[float, ...]) -> list
     if len(planned) != len(spacing):
         raise SegkitError(f"plan spacing {planned} does not fit a {len(spacing)}D case")
     return planned
-
-
-def _check_transpose(plans: dict) -> None:
-    transpose = list(plans.get("transpose_forward", [0, 1, 2]))
-    if transpose != sorted(transpose):
-        raise SegkitError(f"transpose_forward {transpose} is not supported (plans are in input axis order)")
 
 
 def _read_case(image_paths: list[Path], label_path: Path | None):
@@ -125,10 +123,14 @@ def _check_labels(seg: np.ndarray, labels: list[int], label_path: Path | None) -
 def preprocess_case(
     image_paths: list[Path], label_path: Path | None, plans: dict, config: str, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    """Raw channel files (+ optional label) -> (data float32 (c,z,y,x), seg int16 (1,z,y,x) or None, properties)."""
-    _check_transpose(plans)
+    """Raw channel files (+ optional label) -> (data float32 (c, *working axes), seg int16 (1, ...) or None,
+    properties); working axes = the input's (z, y, x) permuted by the plans' ``transpose_forward``."""
+    forward, _ = plans_transpose(plans)
     entry = plan_entry(plans, config)
     data, seg, geometry, spacing = _read_case(image_paths, label_path)
+    data = array_to_working(data, forward)
+    seg = array_to_working(seg, forward) if seg is not None else None
+    spacing = tuple(spacing[a] for a in forward)
     labels = foreground_label_values(plans)
     shape_before = data.shape[1:]
     data, seg, bbox, mask = crop_to_nonzero(data, seg)
@@ -147,6 +149,7 @@ def preprocess_case(
     data = resample_image(data, spacing, new_spacing, new_shape, order=3, threshold=threshold)
     properties = {
         "geometry": geometry.to_json(),
+        "transpose_forward": list(forward),
         "shape_before_crop": list(shape_before),
         "bbox": [list(b) for b in bbox],
         "shape_after_crop": list(shape_after_crop),

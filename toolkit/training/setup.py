@@ -14,6 +14,7 @@ from typing import Any
 from toolkit.dataset.folds import is_all, parse_fold
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import read_json
+from toolkit.planning.axes import IDENTITY, plans_transpose, working_entry
 from toolkit.workdir import WorkDir
 
 
@@ -34,7 +35,8 @@ class TrainingSetup:
 
     @property
     def plan(self) -> dict[str, Any]:
-        return self.plans["configurations"][self.config]
+        """The configuration in working axis order (plans.json stores input order; planning/axes.py)."""
+        return working_entry(self.plans, self.config)
 
     @property
     def num_classes(self) -> int:
@@ -87,6 +89,16 @@ def _check_network(plan: dict[str, Any], config: str, plans_path: Path) -> None:
         raise SegkitError(f"configuration {config!r}: unusable network description ({exc})", plans_path) from None
 
 
+def _check_preprocessed_axes(plans: dict[str, Any], folder: Path, case_id: str, dataset_root: Path,
+                             config: str) -> None:
+    """Stored arrays must be in the plans' working order (a re-plan can change ``transpose_forward``)."""
+    forward, _ = plans_transpose(plans)
+    stored = read_json(folder / f"{case_id}.json").get("transpose_forward", IDENTITY)
+    if list(stored) != forward:
+        raise SegkitError(f"preprocessed with transpose_forward {list(stored)} but the plans say {forward}; run "
+                          f"`segkit preprocess {dataset_root} -c {config} --overwrite`", folder)
+
+
 def resolve_training(dataset_root: Path, work: str | Path | None, config: str, fold: int | str) -> TrainingSetup:
     """Read plans, splits and the preprocessed case list for one (configuration, fold)."""
     from toolkit.preprocessing.storage import list_cases
@@ -106,6 +118,7 @@ def resolve_training(dataset_root: Path, work: str | Path | None, config: str, f
     done = list_cases(folder)
     if not done:
         raise SegkitError(f"no preprocessed cases; run `segkit preprocess {dataset_root} -c {config}` first", folder)
+    _check_preprocessed_axes(plans, folder, done[0], dataset_root, config)
     fold = parse_fold(fold)
     train, val = _fold_cases(Path(dataset_root), wd, done, fold)
     prev = plan.get("previous_stage")

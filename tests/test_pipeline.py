@@ -171,7 +171,7 @@ def test_report_has_every_section(finished_run):
     for png in ("dice_boxplot.png", "curves_2d.png", "curves_3d_fullres.png"):
         assert (report / png).stat().st_size > 1000
         assert page.count(png) == 1
-    assert "2d: fold 0: 1 epoch(s)" in page and "fold 1: 1 epoch(s)" in page
+    assert "2d: fold 0: 3 epoch(s)" in page and "fold 1: 3 epoch(s)" in page  # the short demo: 3 epochs
     overlays = sorted((report / "overlays").glob("*.png"))
     assert len(overlays) == 6 and all(f"overlays/{p.name}" in page for p in overlays)
 

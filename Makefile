@@ -55,7 +55,8 @@ clean:
 # <challenge>-submission export the selected models, predict imagesTs, write the challenge's format
 # <challenge>-package    grand-challenge container image of the exported bundle
 # <challenge>            convert -> train -> export -> package
-# ADAPTER_ARGS (e.g. "-O names.team=abc --config my.yaml") go to both convert and submission.
+# ADAPTER_ARGS (e.g. "-O names.team=abc --config my.yaml") go to both convert and submission;
+# submission also gets -O dataset=<the converted dataset> (chaos reads its slice order from there).
 # RUN_ARGS go to segkit run, EXPORT_ARGS to segkit export; one model on all data (fold 'all'):
 #   make cremi RAW=... RUN_ARGS="-f all" EXPORT_ARGS="-c 3d_fullres --folds all"
 CHALLENGES := decathlon kits19 acdc lits bcv promise12 msles chaos segthor cremi folder
@@ -79,7 +80,8 @@ $(1)-export: $(1)-train
 	$(SEGKIT) export "$$($(1)_DATASET)" --work "$$(WORK)" -o "$$($(1)_BUNDLE)" $$(EXPORT_ARGS)
 $(1)-submission: $(1)-export
 	$(SEGKIT) predict -m "$$($(1)_BUNDLE)" -i "$$($(1)_DATASET)/imagesTs" -o "$$(WORK)/predictions/$(1)" --save-probabilities
-	$(SEGKIT) submission $(1) "$$(WORK)/predictions/$(1)" "$$(WORK)/submissions/$(1)" --overwrite $$(ADAPTER_ARGS)
+	$(SEGKIT) submission $(1) "$$(WORK)/predictions/$(1)" "$$(WORK)/submissions/$(1)" --overwrite \
+	  -O dataset="$$($(1)_DATASET)" $$(ADAPTER_ARGS)
 $(1)-package: $(1)-export
 	$(SEGKIT) package "$$($(1)_BUNDLE)" --challenge $(1) -t "segkit-$(1):$$(IMAGE_TAG)" -o "$$(WORK)/segkit-$(1).tar.gz"
 endef

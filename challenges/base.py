@@ -84,6 +84,10 @@ class Adapter:
         """A fixed ``splits_final.json`` for the dataset, or None to let the engine split by group."""
         return None
 
+    def sidecars(self, cases: list[RawCase]) -> dict[str, Any]:
+        """Extra JSON files for the dataset root (name -> content) that the submission step needs."""
+        return {}
+
     def submission_name(self, case_id: str) -> str:
         """File name of a prediction in the challenge's format (YAML ``submission.pattern/name``)."""
         sub = self.config.get("submission", {})

@@ -48,6 +48,8 @@ def convert(adapter: Adapter, raw: str | Path, out: str | Path, overwrite: bool 
         atomic_write_json(tmp / "dataset.json", _dataset_json(meta, adapter, len(training),
                                                               len(cases) - len(training), ending))
         atomic_write_json(tmp / "groups.json", {c.id: c.group or c.id for c in training})
+        for name, content in adapter.sidecars(cases).items():
+            atomic_write_json(tmp / name, content)
         splits = adapter.splits([c.id for c in training])
         if splits is not None:
             atomic_write_json(tmp / "splits_final.json", splits)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,8 @@ def test_chaos_convert(chaos_raw, tmp_path):
     ds = convert_checked("chaos", raw, out)
     assert ds["numTraining"] == 6 and ds["numTest"] == 3
     assert groups(out) == {f"{p}_{k}": p for p in ("1", "2") for k in ("T1in", "T1out", "T2")}
+    orders = json.loads((out / "chaos_slice_order.json").read_text(encoding="utf-8"))
+    assert orders == {f"{p}_{k}": list(range(SHAPE[0])) for p in ("1", "2", "11") for k in ("T1in", "T1out", "T2")}
     for pid in ("1", "2", "11"):
         for kind, (volume, labels) in truth[pid].items():
             split = "Ts" if labels is None else "Tr"
@@ -127,8 +130,13 @@ def test_chaos_submission_averages_t1_and_writes_png_folders(tmp_path):
         np.savez_compressed(pred / f"11_{kind}.npz", probabilities=prob.astype(np.float32))
     t2 = rng.integers(0, 5, SHAPE).astype(np.uint8)
     write_image(t2, geo, pred / "11_T2.nii.gz")
+    dataset = tmp_path / "dataset"  # names in position order here: the challenge order is the identity
+    dataset.mkdir()
+    identity = list(range(SHAPE[0]))
+    (dataset / "chaos_slice_order.json").write_text(json.dumps({"11_T1in": identity, "11_T1out": identity,
+                                                                "11_T2": identity}), encoding="utf-8")
     out = tmp_path / "submission"
-    written = make_submission(get_adapter("chaos"), pred, out)
+    written = make_submission(get_adapter("chaos", {"dataset": str(dataset)}), pred, out)
     assert len(written) == 2 * 2 * SHAPE[0]
     expected_t1 = ((p_in.astype(np.float32) + p_out.astype(np.float32)) / 2).argmax(0)
     assert not np.array_equal(expected_t1, p_in.argmax(0))  # averaging matters in this fixture
@@ -144,11 +152,30 @@ def test_chaos_submission_averages_t1_and_writes_png_folders(tmp_path):
             assert grey.dtype == np.uint8 and np.array_equal(grey, want), (task, seq)
 
 
+def test_chaos_submission_needs_the_slice_order(tmp_path):
+    from toolkit.io.images import Geometry
+
+    pred = tmp_path / "pred"
+    write_image(np.zeros(SHAPE, np.uint8), Geometry(SPACING, ORIGIN, (1, 0, 0, 0, 1, 0, 0, 0, 1)), pred / "3_T2.nii.gz")
+    with pytest.raises(SegkitError, match="-O dataset="):
+        make_submission(get_adapter("chaos"), pred, tmp_path / "out")
+    with pytest.raises(SegkitError, match="chaos_slice_order.json: not found"):
+        make_submission(get_adapter("chaos", {"dataset": str(tmp_path)}), pred, tmp_path / "out")
+
+
+def test_natural_png_order():
+    from challenges.chaos import natural_key
+
+    names = ["img10.png", "img9.png", "img100.png", "img1.png"]
+    assert sorted(names, key=natural_key) == ["img1.png", "img9.png", "img10.png", "img100.png"]
+
+
 def test_chaos_submission_needs_probabilities(tmp_path):
     from toolkit.io.images import Geometry
 
     pred = tmp_path / "pred"
     write_image(np.zeros(SHAPE, np.uint8), Geometry(SPACING, ORIGIN, (1, 0, 0, 0, 1, 0, 0, 0, 1)), pred / "3_T1in.nii.gz")
+    (tmp_path / "chaos_slice_order.json").write_text('{"3_T1in": [0, 1, 2, 3]}', encoding="utf-8")
     with pytest.raises(SegkitError, match="--save-probabilities"):
-        make_submission(get_adapter("chaos"), pred, tmp_path / "out")
+        make_submission(get_adapter("chaos", {"dataset": str(tmp_path)}), pred, tmp_path / "out")
     assert not (tmp_path / "out").exists()

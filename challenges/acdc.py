@@ -2,7 +2,12 @@
 
 The ED and ES frame numbers come from each patient's ``Info.cfg``; the two frames become the cases
 ``patientXXX_ED`` and ``patientXXX_ES`` (grouped by patient), which is also the submission naming,
-so the submission is a plain rename-free copy. Patients without ``_gt`` files are test cases.
+so the submission is a plain rename-free copy.
+
+Training and test patients are told apart by their folder, ``training/`` or ``testing/`` (as the
+download ships them and nnU-Net's ``Task027_AutomaticCardiacDetectionChallenge.py`` reads them), never
+by the presence of ``_gt`` files: a re-release that ships the test labels must not turn test patients
+into training cases. A training patient without its ``_gt`` files is an error.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ class ACDC(Adapter):
 
     def discover(self, raw: Path) -> Iterator[RawCase]:
         for folder in self._patients(raw):
+            training = _is_training(raw, folder)
             phases = read_info_cfg(folder / "Info.cfg")
             for phase in ("ED", "ES"):
                 stem = f"{folder.name}_frame{phases[phase]:02d}"
@@ -38,8 +44,21 @@ class ACDC(Adapter):
                 if not image.is_file():
                     raise SegkitError(f"Info.cfg names {phase} frame {phases[phase]} but {image.name} is missing",
                                       folder)
+                if training and not label.is_file():
+                    raise SegkitError(f"training patient without its ground truth {label.name}", folder)
                 yield RawCase(f"{folder.name}_{phase}", (Volume(image),),
-                              Volume(label) if label.is_file() else None, group=folder.name)
+                              Volume(label) if training else None, group=folder.name)
+
+
+def _is_training(raw: Path, folder: Path) -> bool:
+    """``training/`` or ``testing/`` above the patient folder (RAW itself may be one of them)."""
+    names = {part.lower() for part in (raw.name, *folder.relative_to(raw).parts[:-1])}
+    if "testing" in names:
+        return False
+    if "training" in names:
+        return True
+    raise SegkitError("cannot tell a training from a test patient: expected it under training/ or testing/, "
+                      "as the ACDC download ships them", folder)
 
 
 def read_info_cfg(path: Path) -> dict[str, int]:

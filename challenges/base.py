@@ -27,6 +27,10 @@ from toolkit.io.images import Geometry, read_image, supported_endings
 
 Loader = Callable[[], "tuple[np.ndarray, Geometry]"]
 
+#: YAML keys that state a fact about the challenge; each one present needs a ``sources:`` entry.
+FACT_KEYS: tuple[str, ...] = ("labels", "submission", "exclude")
+_SOURCE_KEYS = {"source", "unverified", "note"}
+
 
 @dataclass(frozen=True)
 class Volume:
@@ -61,6 +65,8 @@ class Adapter:
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    #: YAML keys stating challenge facts, each needing a ``sources:`` entry (see :func:`check_sources`)
+    facts: ClassVar[tuple[str, ...]] = FACT_KEYS
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
@@ -157,14 +163,53 @@ def nonhidden(paths) -> list[Path]:
 
 # -- configuration ------------------------------------------------------------------------------
 
-def load_config(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Read ``challenges/<name>.yaml`` (safe_load) and apply dotted-key overrides."""
+def load_config(name: str, overrides: dict[str, Any] | None = None,
+                facts: tuple[str, ...] = FACT_KEYS) -> dict[str, Any]:
+    """Read ``challenges/<name>.yaml`` (safe_load), check its ``sources:``, apply dotted-key overrides."""
     path = Path(__file__).with_name(f"{name}.yaml")
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise SegkitError(f"malformed YAML ({str(exc).splitlines()[0]})", path) from None
+    check_sources(config, facts, path)
     return merge_config(config, overrides or {})
+
+
+def check_sources(config: dict[str, Any], facts: tuple[str, ...], path: Path) -> None:
+    """Every fact in the YAML says where it is stated (``source: URL``) or admits ``unverified: true``.
+
+    Why: a submission name or an exclusion list that only looks authoritative fails silently on the
+    real platform; a fact without a source must say so, and ``segkit submission`` warns about it.
+    """
+    sources = config.get("sources") or {}
+    if not isinstance(sources, dict):
+        raise SegkitError("'sources' must map each fact to {source: URL} or {unverified: true}", path)
+    for key in facts:
+        if config.get(key) is None:
+            continue
+        entry = sources.get(key)
+        if not isinstance(entry, dict):
+            raise SegkitError(f"fact {key!r} has no 'sources.{key}' entry: give {{source: <where it is "
+                              f"stated>}} or {{unverified: true}}", path)
+        extra = set(entry) - _SOURCE_KEYS
+        has_source = isinstance(entry.get("source"), str) and entry["source"].strip() != ""
+        unverified = entry.get("unverified") is True
+        if extra or has_source == unverified:
+            raise SegkitError(f"'sources.{key}' must hold exactly one of source: <URL> or unverified: true "
+                              f"(plus an optional note){f'; unknown keys {sorted(extra)}' if extra else ''}", path)
+    for key in sources:
+        if key not in facts:
+            raise SegkitError(f"'sources.{key}' names no fact of this adapter (facts: {', '.join(facts)})", path)
+
+
+def unverified_facts(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(key, line)`` per fact marked ``unverified: true`` (the line names it and its note), for warnings."""
+    lines = []
+    for key, entry in (config.get("sources") or {}).items():
+        if isinstance(entry, dict) and entry.get("unverified") is True:
+            note = entry.get("note")
+            lines.append((key, f"{key} is unverified" + (f" ({note})" if note else "")))
+    return lines
 
 
 def merge_config(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from challenges.base import Adapter, RawCase, Volume, nonhidden, prediction_files
+from challenges.base import FACT_KEYS, Adapter, RawCase, Volume, nonhidden, prediction_files
 from toolkit.errors import SegkitError
 from toolkit.io.dicom import DicomSeries, dicom_series, read_series_pixels
 from toolkit.io.images import Geometry, read_image
@@ -43,6 +43,7 @@ _SERIES = {"T1in": ("T1DUAL", "DICOM_anon/InPhase"), "T1out": ("T1DUAL", "DICOM_
 class CHAOS(Adapter):
     name = "chaos"
     summary = "CHAOS Tasks 3+5 abdominal MRI (DICOM series, PNG ground truth, PNG submission)"
+    facts = (*FACT_KEYS, "grey_ranges", "grey_values", "tasks", "png_name")
 
     def _mr_folders(self, raw: Path) -> list[tuple[Path, bool]]:
         found = []

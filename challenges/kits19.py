@@ -4,7 +4,9 @@ KiTS19 stores volumes with the slice axis first in the NIfTI array and an affine
 (SimpleITK direction ``[0,0,1; 0,1,0; -1,0,0]``). Nothing here reorients: files are copied byte for
 byte, so that convention reaches the engine and, through the predictions written with the image's
 own geometry, the submission unchanged. Cases without ``segmentation.nii.gz`` (210-299) are test
-cases. The paper's exclusions (YAML ``exclude``) and optional label replacements (``replace``) apply.
+cases. Exclusions depend on the label release (YAML ``label_release``, ``exclude``): none for the
+repository's labels since the December 2019 corrections (the default), the nnU-Net paper's four for the
+April 2019 labels it used. Optional label replacements (``replace``) apply.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from challenges.base import Adapter, RawCase, Volume, nonhidden
+from toolkit.errors import SegkitError
 
 _CASE = re.compile(r"case_\d{5}")
 
@@ -33,7 +36,7 @@ class KiTS19(Adapter):
 
     def discover(self, raw: Path) -> Iterator[RawCase]:
         data = self._data(raw)
-        excluded = set(self.config.get("exclude") or [])
+        excluded = set(self.excluded())
         replace = self.config.get("replace") or {}
         for folder in nonhidden(p for p in data.glob("case_*") if _CASE.fullmatch(p.name)):
             image = folder / "imaging.nii.gz"
@@ -43,3 +46,13 @@ class KiTS19(Adapter):
             if folder.name in replace:
                 label = raw / replace[folder.name]
             yield RawCase(folder.name, (Volume(image),), Volume(label) if label.is_file() else None)
+
+    def excluded(self) -> list[str]:
+        """The training cases to leave out: a list as given, or the list of the YAML's ``label_release``."""
+        exclude = self.config.get("exclude") or []
+        if isinstance(exclude, dict):
+            release = str(self.config.get("label_release"))
+            if release not in exclude:
+                raise SegkitError(f"unknown KiTS19 label_release {release!r} (known: {', '.join(map(str, exclude))})")
+            exclude = exclude[release] or []
+        return [str(c) for c in exclude]

@@ -3,7 +3,8 @@
 The download spreads training cases over ``TrainingData_Part1..3`` and the test cases over
 ``TestData``; a ``CaseXX.mhd`` with a ``_segmentation`` sibling is a training case, one without is a
 test case (canonical id ``test_CaseXX``, since the test set reuses the names).
-Submissions are written as uncompressed MetaImage (``.mhd`` header + ``.raw`` data).
+Submissions are written as uncompressed MetaImage named like the test image, ``CaseXX.mhd`` + ``.raw``
+(as nnU-Net's PROMISE12 export, ``Task024_Promise2012.py``, names them).
 """
 
 from __future__ import annotations

@@ -38,4 +38,4 @@ def get_adapter(name: str, overrides: dict[str, Any] | None = None) -> Adapter:
     cls = ADAPTERS.get(name)
     if cls is None:
         raise SegkitError(f"unknown challenge {name!r} (known: {', '.join(sorted(ADAPTERS))})")
-    return cls(load_config(name, overrides))
+    return cls(load_config(name, overrides, cls.facts))

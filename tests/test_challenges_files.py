@@ -85,6 +85,39 @@ def test_acdc(tmp_path):
     submission_roundtrip("acdc", preds, {c: f"{c}.nii.gz" for c in preds}, tmp_path)
 
 
+def test_acdc_rerelease_with_test_labels_keeps_test_patients_as_test(tmp_path):
+    """A re-release that ships testing/ with _gt files: the folder, not the _gt files, decides the split."""
+    rng = np.random.default_rng(5)
+    raw = tmp_path / "raw" / "database"
+    truth = _acdc(raw, rng)
+    folder = raw / "testing" / "patient101"
+    for frame in (1, 14):  # the test labels the re-release ships
+        write_raw(folder / f"patient101_frame{frame:02d}_gt.nii.gz", np.ones(SHAPE, np.uint8), SPACING, ORIGIN, DIRECTION)
+    out = tmp_path / "Dataset027_ACDC"
+    ds = convert_checked("acdc", tmp_path / "raw", out)
+    assert ds["numTraining"] == 4 and ds["numTest"] == 2
+    assert sorted(p.name for p in (out / "imagesTs").iterdir()) == ["patient101_ED_0000.nii.gz",
+                                                                    "patient101_ES_0000.nii.gz"]
+    assert not any("patient101" in p.name for p in (out / "labelsTr").iterdir())
+    _check_case(out, "patient101_ED", truth["patient101_ED"][0], None)
+
+
+def test_acdc_training_patient_without_gt_is_an_error(tmp_path):
+    rng = np.random.default_rng(6)
+    _acdc(tmp_path / "raw", rng)
+    (tmp_path / "raw" / "training" / "patient002" / "patient002_frame09_gt.nii.gz").unlink()
+    with pytest.raises(SegkitError, match="training patient without its ground truth patient002_frame09_gt"):
+        convert(get_adapter("acdc"), tmp_path / "raw", tmp_path / "out")
+
+
+def test_acdc_patients_outside_training_testing_are_an_error(tmp_path):
+    rng = np.random.default_rng(6)
+    _acdc(tmp_path / "raw", rng)
+    (tmp_path / "raw" / "training").rename(tmp_path / "raw" / "patients")
+    with pytest.raises(SegkitError, match="expected it under training/ or testing/"):
+        convert(get_adapter("acdc"), tmp_path / "raw", tmp_path / "out")
+
+
 def test_acdc_bad_info_cfg(tmp_path):
     folder = tmp_path / "raw" / "training" / "patient001"
     folder.mkdir(parents=True)
@@ -163,10 +196,12 @@ def test_promise12(tmp_path):
     geo = None
     for case_id, (image, label) in truth.items():
         _, geo = _check_case(out, case_id, image, label)
+    # named like the test image, as nnU-Net's Task024_Promise2012.export_for_submission does
     sub = submission_roundtrip("promise12", {"test_Case00": _pred(rng, geo, 1)},
-                               {"test_Case00": "Case00_segmentation.mhd"}, tmp_path / "s")
-    assert (sub / "Case00_segmentation.raw").is_file()
-    assert "CompressedData = False" in (sub / "Case00_segmentation.mhd").read_text()
+                               {"test_Case00": "Case00.mhd"}, tmp_path / "s")
+    assert sorted(p.name for p in sub.iterdir()) == ["Case00.mhd", "Case00.raw"]
+    header = (sub / "Case00.mhd").read_text(encoding="utf-8")
+    assert "CompressedData = False" in header and "ElementDataFile = Case00.raw" in header
 
 
 # -- SegTHOR --------------------------------------------------------------------------------------

@@ -51,8 +51,9 @@ def test_kits_axis_convention_survives_convert_and_submission(kits_raw, tmp_path
     out = tmp_path / "Dataset040_KiTS"
     ds = convert_checked("kits19", kits_raw, out)
     assert ds["labels"] == {"background": 0, "kidney": 1, "tumor": 2}
-    assert ds["numTraining"] == 1 and ds["numTest"] == 1  # case_00023 is on the paper's exclusion list
-    assert groups(out) == {"case_00002": "case_00002"}
+    # the default label release is the repository's since Dec 2019, with case 23 fixed: nothing excluded
+    assert ds["numTraining"] == 2 and ds["numTest"] == 1
+    assert groups(out) == {"case_00002": "case_00002", "case_00023": "case_00023"}
     raw_label = kits_raw / "data" / "case_00002" / "segmentation.nii.gz"
     assert_same_image(raw_label, out / "labelsTr" / "case_00002.nii.gz")
     img = sitk.ReadImage(str(out / "imagesTs" / "case_00210_0000.nii.gz"))
@@ -76,3 +77,16 @@ def test_kits_exclusions_come_from_the_yaml(kits_raw, tmp_path):
     out = tmp_path / "all"
     ds = convert_checked("kits19", kits_raw, out, exclude=[])
     assert ds["numTraining"] == 2
+
+
+def test_kits_paper_exclusions_belong_to_the_april_2019_labels(kits_raw, tmp_path):
+    """The paper excluded 23, 68, 125, 133 from the April 2019 labels; the Dec 2019 labels fixed 23 and 125."""
+    ds = convert_checked("kits19", kits_raw, tmp_path / "paper", label_release="2019-04-15")
+    assert ds["numTraining"] == 1  # case_00023 left out
+    assert get_adapter("kits19", {"label_release": "2019-04-15"}).excluded() == [
+        "case_00023", "case_00068", "case_00125", "case_00133"]
+    assert get_adapter("kits19").excluded() == []
+    from toolkit.errors import SegkitError
+
+    with pytest.raises(SegkitError, match="unknown KiTS19 label_release '2020'"):
+        get_adapter("kits19", {"label_release": "2020"}).excluded()

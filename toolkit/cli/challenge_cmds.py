@@ -30,6 +30,23 @@ def _adapter(challenge: str, options: tuple[str, ...], config: str | None):
     return adapter
 
 
+def _warn_unverified(adapter, options: tuple[str, ...], config: str | None) -> None:
+    """Facts the YAML marks ``unverified: true`` decide file names or labels: say so before they count.
+
+    A fact the user set with ``-O`` or ``--config`` is the user's own and gets no warning.
+    """
+    import yaml
+
+    from challenges.base import parse_options, unverified_facts
+
+    given = {str(k).split(".")[0] for k in parse_options(options)}
+    if config:
+        given |= set(yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {})
+    for key, line in unverified_facts(adapter.config):
+        if key not in given:
+            click.echo(f"warning: {adapter.name}: {line}; check it against the challenge's own rules", err=True)
+
+
 @click.command()
 @click.argument("challenge", required=False)
 @click.argument("raw_dir", required=False, type=click.Path(path_type=Path))
@@ -66,6 +83,8 @@ def submission(challenge, pred_dir, out_dir, overwrite, options, config) -> None
     """Write canonical predictions PRED_DIR (<case>.nii.gz) in the challenge's format into OUT_DIR."""
     from challenges.convert import make_submission
 
-    written = make_submission(_adapter(challenge, options, config), pred_dir, out_dir, overwrite=overwrite)
+    adapter = _adapter(challenge, options, config)
+    _warn_unverified(adapter, options, config)
+    written = make_submission(adapter, pred_dir, out_dir, overwrite=overwrite)
     for path in written:
         click.echo(str(path))

@@ -179,3 +179,17 @@ def test_chaos_submission_needs_probabilities(tmp_path):
     with pytest.raises(SegkitError, match="--save-probabilities"):
         make_submission(get_adapter("chaos", {"dataset": str(tmp_path)}), pred, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_chaos_in_and_out_phase_must_share_the_slice_order(chaos_raw, tmp_path):
+    """One T1 Ground folder labels both phases: their name order must put the same positions first."""
+    raw, _ = chaos_raw
+    out_phase = raw / "CHAOS_Train_Sets/Train_Sets/MR/2/T1DUAL/DICOM_anon/OutPhase"
+    first, last = sorted(out_phase.glob("*.dcm"))[0], sorted(out_phase.glob("*.dcm"))[-1]
+    first.rename(out_phase / "tmp.dcm")
+    last.rename(first)
+    (out_phase / "tmp.dcm").rename(last)
+    from challenges.convert import convert
+
+    with pytest.raises(SegkitError, match="in- and out-phase series do not share their slices"):
+        convert(get_adapter("chaos"), raw, tmp_path / "out")

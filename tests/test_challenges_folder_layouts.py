@@ -179,6 +179,27 @@ def test_structure_priority_resolves_overlaps(tmp_path):
         assert np.all(label[(liver == 0) & (tumour == 0)] == 0)
 
 
+def test_flat_structures_on_tiff_stacks(tmp_path):
+    """Flat layout, masks in label_dir/<case>/<structure>.tif, 3D TIFF stacks with a [z, y, x] spacing."""
+    raw, rng = tmp_path / "raw", np.random.default_rng(3)
+    stack = rng.integers(0, 255, (3, 4, 5)).astype(np.uint8)
+    _write_png(raw / "images" / "em1.tif", stack)
+    cells, vesicles = (rng.random((3, 4, 5)) > 0.6).astype(np.uint8), np.zeros((3, 4, 5), np.uint8)
+    vesicles[1, 1:3, 1:3] = 255
+    cells[vesicles > 0] = 0
+    _write_png(raw / "labels" / "em1" / "cell.tif", cells)
+    _write_png(raw / "labels" / "em1" / "vesicle.tif", vesicles)
+    out = tmp_path / "out"
+    ds = convert_checked("folder", raw, out, channel_names=["EM"], image_pattern=r"(?P<case>.+)\.tif",
+                         structures={"cell": 1, "vesicle": 2}, structure_files="{case}/{structure}.tif",
+                         spacing=[40, 4, 4])
+    assert ds["labels"] == {"background": 0, "cell": 1, "vesicle": 2}
+    image, geometry = read_image(out / "imagesTr" / "em1_0000.nii.gz")
+    label, label_geometry = read_image(out / "labelsTr" / "em1.nii.gz")
+    assert np.array_equal(image, stack) and geometry.spacing == pytest.approx((40, 4, 4)) and label_geometry == geometry
+    assert np.array_equal(label, cells + 2 * (vesicles > 0))
+
+
 def test_png_colour_channels_when_declared(tmp_path):
     raw, rng = tmp_path / "raw", np.random.default_rng(2)
     rgb = rng.integers(0, 255, (6, 7, 3)).astype(np.uint8)

@@ -137,7 +137,11 @@ class Folder(Adapter):
                 channel = int(raw_channel)
             else:
                 raise SegkitError(f"channel {raw_channel!r} is not in channel_keys {keys}", path)
-            found.setdefault(m["case"], {})[channel] = path
+            other = found.setdefault(m["case"], {}).get(channel)
+            if other is not None:
+                raise SegkitError(f"{other.name} and {path.name} are both channel {channel} of case {m['case']!r}; "
+                                  f"narrow image_pattern", folder)
+            found[m["case"]][channel] = path
         cases = {}
         for case_id, channels in sorted(found.items()):
             colours = sorted(channels) == [0] and is_plain(channels[0])  # one RGB file for n channels

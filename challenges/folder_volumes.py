@@ -155,15 +155,15 @@ def merge_structures(masks: dict[str, Path], values: dict[str, int], priority: l
     else:
         shape, geometry = read_geometry(reference)
     names = list(masks)
-    rank = np.array([priority.index(n) if n in priority else len(priority) for n in names] + [len(priority) + 1])
+    rank = np.array([priority.index(n) if n in priority else len(priority) for n in names])  # lower wins
     label = np.zeros(shape, np.uint8 if max(values.values(), default=0) < 256 else np.int16)
-    owner = np.full(shape, -1, np.int32)  # index into names of the structure holding each voxel; -1 none
+    owner = np.full(shape, -1, np.int16 if len(names) < 2**15 else np.int32)  # structure per voxel; -1 none
     for index, name in enumerate(names):
         inside = _read_mask(masks[name], shape, geometry, spacing)
         claimed = inside & (owner >= 0)
         if claimed.any():
             _check_overlap(names, index, np.unique(owner[claimed]), values, priority, case_id, masks[name])
-            inside = inside & (rank[owner] > rank[index])  # owner -1 reads the sentinel rank: always beaten
+            inside[claimed] = rank[owner[claimed]] > rank[index]  # a voxel changes hands only to a stronger one
         label[inside] = values[name]
         owner[inside] = index
     return label, geometry

@@ -109,6 +109,7 @@ def test_isbi_png_image_set(shared_data, tmp_path, capsys):
     raw = shared_data / "ISBI2012_EM_membrane"
     out = tmp_path / "Dataset912_ISBI"
     ds = convert_checked("folder", raw, out, image_dir=f"{ISBI}/image", label_dir=f"{ISBI}/label",
+                         image_pattern=r"(?P<case>\d+)\.png", label_pattern=r"(?P<case>\d+)\.png",
                          channel_names=["EM"], labels={"background": 0, "membrane": 1},
                          label_values={0: 1, 255: 0}, spacing=[0.004, 0.004])
     sources = sorted((raw / ISBI / "image").glob("*.png"))
@@ -207,7 +208,7 @@ def test_png_colour_channels_when_declared(tmp_path):
     _write_png(raw / "labels" / "a.png", (rgb[..., 0] > 127).astype(np.uint8))
     out = tmp_path / "out"
     convert_checked("folder", raw, out, channel_names=["R", "G", "B"], labels={"background": 0, "x": 1},
-                    spacing=[0.5, 0.25])
+                    spacing=[0.5, 0.25], image_pattern=r"(?P<case>.+)\.png", label_pattern=r"(?P<case>.+)\.png")
     for c in range(3):
         image, geometry = read_image(out / "imagesTr" / f"a_{c:04d}.nii.gz")
         assert np.array_equal(image, rgb[..., c]) and geometry.spacing == pytest.approx((0.5, 0.25))
@@ -278,7 +279,8 @@ def _png_raw(raw: Path, label_shape=(6, 7), label_ending=".png") -> None:
     _write_png(raw / "labels" / f"a{label_ending}", label)
 
 
-PNG = {"channel_names": ["EM"], "labels": {"background": 0, "membrane": 1}, "spacing": [1.0, 1.0],
+PNG = {"image_pattern": r"(?P<case>.+)\.png", "label_pattern": r"(?P<case>.+)\.png", "channel_names": ["EM"],
+       "labels": {"background": 0, "membrane": 1}, "spacing": [1.0, 1.0],
        "label_values": {0: 1, 255: 0}}
 
 
@@ -301,11 +303,14 @@ def test_unsupported_ending_and_jpeg_labels(tmp_path):
     raw = tmp_path / "raw"
     _png_raw(raw, label_ending=".jpg")
     _fails(tmp_path, raw, r"labels/a\.jpg: JPEG is lossy and cannot hold a label map",
-           **PNG, label_pattern=r"(?P<case>.+)\.jpg")
+           **{**PNG, "label_pattern": r"(?P<case>.+)\.jpg"})
     (raw / "images" / "b.gif").write_bytes(b"GIF89a")
     _write_png(raw / "labels" / "b.png", np.zeros((6, 7), np.uint8))
-    _fails(tmp_path, raw, r"images/b\.gif: unsupported file ending", **PNG, image_pattern=r"(?P<case>.+)\.(png|gif)",
-           label_pattern=r"(?P<case>.+)\.(jpg|png)")
+    _fails(tmp_path, raw, r"images/b\.gif: unsupported file ending",
+           **{**PNG, "image_pattern": r"(?P<case>.+)\.(png|gif)", "label_pattern": r"(?P<case>.+)\.(jpg|png)"})
+    _write_png(raw / "images" / "a.tif", np.zeros((6, 7), np.uint8))
+    _fails(tmp_path, raw, r"images: a\.png and a\.tif are both channel 0 of case 'a'; narrow image_pattern",
+           **{**PNG, "image_pattern": r"(?P<case>.+)\.(png|tif)"})
 
 
 def test_rerun_with_other_options_does_not_resume_stale_files(tmp_path):

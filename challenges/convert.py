@@ -10,6 +10,8 @@ is only ever read.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
 import sys
@@ -42,7 +44,7 @@ def convert(adapter: Adapter, raw: str | Path, out: str | Path, overwrite: bool 
     meta = adapter.metadata(raw)
     allowed = _label_values(meta.get("labels", {}))
     training = [c for c in cases if c.is_training]
-    with _staging(out, overwrite, marker=f"{adapter.name}\n{raw.resolve()}\n") as tmp:
+    with _staging(out, overwrite, marker=_job_marker(adapter, raw)) as tmp:
         for case in _progress(cases, f"convert {adapter.name}"):
             write_case(case, tmp, ending, allowed)
         atomic_write_json(tmp / "dataset.json", _dataset_json(meta, adapter, len(training),
@@ -196,6 +198,12 @@ def _check_cases(cases: list[RawCase], raw: Path, adapter: Adapter) -> None:
 
 
 # -- output folder handling ---------------------------------------------------------------------
+
+def _job_marker(adapter: Adapter, raw: Path) -> str:
+    """What a staging folder is converting: the adapter, RAW and its options (another option, another job)."""
+    options = hashlib.sha256(json.dumps(adapter.config, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{adapter.name}\n{raw.resolve()}\n{options}\n"
+
 
 def _check_output(out: Path, overwrite: bool, source: Path) -> None:
     src, dst = source.resolve(), out.resolve()

@@ -1,8 +1,11 @@
 """PROMISE12 (prostate MRI): ``CaseXX.mhd/.raw`` + ``CaseXX_segmentation.mhd/.raw``; submission in .mhd/.raw.
 
 The download spreads training cases over ``TrainingData_Part1..3`` and the test cases over
-``TestData``; a ``CaseXX.mhd`` with a ``_segmentation`` sibling is a training case, one without is a
-test case (canonical id ``test_CaseXX``, since the test set reuses the names).
+``TestData``. Training and test cases are told apart by that folder (``TrainingData*`` or ``TestData*`` above
+the image; RAW itself may be one of them), never by whether a ``_segmentation`` file lies beside the image:
+a re-release that ships test labels must not turn test cases into training cases. A training case without
+its ``_segmentation`` is an error. Test cases get the canonical id ``test_CaseXX``, since the test set reuses
+the names.
 Submissions are written as uncompressed MetaImage named like the test image, ``CaseXX.mhd`` + ``.raw``
 (as nnU-Net's PROMISE12 export, ``Task024_Promise2012.py``, names them).
 """
@@ -14,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from challenges.base import Adapter, RawCase, Volume, nonhidden, prediction_files
+from toolkit.errors import SegkitError
 from toolkit.io.images import read_image
 
 _CASE = re.compile(r"Case\d{2}\.mhd")
@@ -33,11 +37,13 @@ class PROMISE12(Adapter):
 
     def discover(self, raw: Path) -> Iterator[RawCase]:
         for image in self._images(raw):
-            label = image.with_name(image.stem + "_segmentation.mhd")
-            if label.is_file():
-                yield RawCase(image.stem, (Volume(image),), Volume(label))
-            else:  # test cases reuse the training names Case00.., hence the prefix
+            if not _is_training(raw, image):  # test cases reuse the training names Case00.., hence the prefix
                 yield RawCase(f"test_{image.stem}", (Volume(image),))
+                continue
+            label = image.with_name(image.stem + "_segmentation.mhd")
+            if not label.is_file():
+                raise SegkitError(f"training case without its ground truth {label.name}", image)
+            yield RawCase(image.stem, (Volume(image),), Volume(label))
 
     def write_submission(self, pred_dir: Path, out_dir: Path) -> list[Path]:
         import SimpleITK as sitk
@@ -54,3 +60,14 @@ class PROMISE12(Adapter):
             sitk.WriteImage(img, str(target), useCompression=False)  # .mhd + .raw, as the challenge wants
             written += [target, target.with_suffix(".raw")]
         return written
+
+
+def _is_training(raw: Path, image: Path) -> bool:
+    """``TrainingData*`` or ``TestData*`` among the folders from RAW (included) down to the image."""
+    names = [part.lower() for part in (raw.name, *image.relative_to(raw).parts[:-1])]
+    if any(n.startswith("testdata") for n in names):
+        return False
+    if any(n.startswith("trainingdata") for n in names):
+        return True
+    raise SegkitError("cannot tell a training from a test case: expected it under TrainingData_Part*/ or "
+                      "TestData/", image)

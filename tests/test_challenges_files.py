@@ -307,3 +307,26 @@ def test_interrupted_conversion_resumes_and_leaves_no_partial_dataset(tmp_path, 
     convert(get_adapter("segthor"), raw, out)
     assert (out / "imagesTr" / "Patient_01_0000.nii.gz").stat().st_mtime_ns == stamp  # kept, not rewritten
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]
+
+
+def test_promise12_splits_train_and_test_by_folder_not_by_label_presence(tmp_path):
+    """A re-release that ships test labels keeps its test cases as test cases; a training case without
+    its label is an error, as is an image outside TrainingData*/TestData*."""
+    rng = np.random.default_rng(14)
+    raw = tmp_path / "raw"
+    _pair(rng, raw / "TrainingData_Part1" / "Case01.mhd", raw / "TrainingData_Part1" / "Case01_segmentation.mhd",
+          1, compress=False)
+    _pair(rng, raw / "TestData" / "Case00.mhd", raw / "TestData" / "Case00_segmentation.mhd", 1, compress=False)
+    out = tmp_path / "Dataset024_Promise"
+    convert_checked("promise12", raw, out)
+    assert sorted(p.name for p in (out / "imagesTs").iterdir()) == ["test_Case00_0000.nii.gz"]
+    assert sorted(p.name for p in (out / "labelsTr").iterdir()) == ["Case01.nii.gz"]
+
+    (raw / "TrainingData_Part1" / "Case01_segmentation.mhd").unlink()
+    with pytest.raises(SegkitError, match="training case without its ground truth Case01_segmentation.mhd"):
+        convert(get_adapter("promise12"), raw, tmp_path / "o2")
+
+    stray = tmp_path / "stray"
+    _pair(rng, stray / "misc" / "Case02.mhd", stray / "misc" / "Case02_segmentation.mhd", 1, compress=False)
+    with pytest.raises(SegkitError, match=r"TrainingData_Part\*/ or TestData/"):
+        convert(get_adapter("promise12"), stray, tmp_path / "o3")

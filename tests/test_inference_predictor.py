@@ -237,7 +237,9 @@ def test_cli_reports_failed_case_with_exit_2(tiny_model, tmp_path, capsys):
     assert (tmp_path / "o" / f"{good}.nii.gz").is_file()
 
 
-def test_fold_ensemble_averages_probabilities(tiny_model, tmp_path):
+def test_fold_ensemble_averages_logits(tiny_model, tmp_path):
+    """The folds' logits are averaged, then the softmax (nnU-Net v2): log-probabilities differ from the
+    logits by a per-voxel constant, which the softmax ignores."""
     model = tmp_path / "models" / CONFIG
     shutil.copytree(tiny_model["model"], model)
     torch.manual_seed(5)
@@ -246,7 +248,9 @@ def test_fold_ensemble_averages_probabilities(tiny_model, tmp_path):
     both = Predictor.from_model_folder(model, None, "cpu", tta=False)
     assert both.model.folds == (0, 1)
     singles = [Predictor.from_model_folder(model, [k], "cpu", tta=False).predict_data(data) for k in (0, 1)]
-    assert torch.allclose(both.predict_data(data), (singles[0] + singles[1]) / 2, atol=1e-6)
+    expected = torch.softmax((singles[0].log() + singles[1].log()) / 2, 0)
+    assert torch.allclose(both.predict_data(data), expected, atol=1e-5)
+    assert not torch.allclose(both.predict_data(data), (singles[0] + singles[1]) / 2, atol=1e-6)
 
 
 def test_model_folder_errors(tiny_model, tmp_path):

@@ -42,7 +42,7 @@ def test_killed_before_postprocessing_leaves_no_output_and_a_rerun_postprocesses
     in_dir.mkdir()
     shutil.copy(phantom_dataset / "imagesTs" / f"{CASE}_0000.nii.gz", in_dir)
     case = predictor.preprocess(CASE, [in_dir / f"{CASE}_0000.nii.gz"])
-    probs = _two_components(case.parts[CONFIG].data.shape[1:], len(predictor.labels))
+    probs = _two_components(case.parts[CONFIG].data.shape[1:], predictor.label_spec.num_outputs)
     monkeypatch.setattr(predictor, "predict", lambda _case: {CONFIG: probs})
 
     def killed(*_args, **_kwargs):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.dataset.labels import dataset_label_spec
+from toolkit.dataset.labels import dataset_label_spec, target_key
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import atomic_write_path, read_json
 from toolkit.report.cases import cases_section
@@ -93,7 +93,7 @@ def _steps_section(selection: dict | None) -> str:
         return "<p class=note>No selection yet (segkit select).</p>"
     steps = []
     for st in selection["postprocessing"]["steps"]:
-        steps.append([esc(st["step"]), esc(",".join(map(str, st["labels"]))), "yes" if st["accepted"] else "no",
+        steps.append([esc(st["step"]), esc(",".join(target_key(lb) for lb in st["labels"])), "yes" if st["accepted"] else "no",
                       num(st["foreground_mean_before"]), num(st["foreground_mean_after"])])
     return ("<p class=note>Decided on the selected model's CV predictions.</p>"
             + table(["postprocessing step", "labels", "accepted", "fg Dice before", "fg Dice after"], steps))

@@ -9,7 +9,8 @@ Targets come from ``dataset.json`` through :class:`toolkit.dataset.labels.LabelS
 foreground label of a plain dataset, or every foreground region of a region dataset (a voxel is in
 a region when its label is one of the region's values, as nnU-Net v2 evaluates regions); an
 ``ignore`` label in the reference masks those voxels out of every metric. Keys are
-:func:`toolkit.dataset.labels.target_key` strings (docs/interfaces.md "Evaluation").
+:func:`toolkit.dataset.labels.target_key` strings
+(docs/interfaces.md "Region labels and the ignore label").
 """
 
 from __future__ import annotations

@@ -141,8 +141,8 @@ def resample_probabilities_to_original(probabilities: Any, properties: dict, pla
     """(C, z, y, x) float32 probabilities on the original, uncropped grid in the input's axis order.
 
     Outside the crop box: background 1 for classes, every region 0 (``labels``; without it channel 0
-    is taken for background). ``config`` is accepted for the signature of docs/interfaces.md
-    "Python API"; the spacings come from ``properties``.
+    is taken for background). ``config`` is accepted for the signature of
+    docs/interfaces.md "Python API"; the spacings come from ``properties``.
     """
     _check_shape(probabilities, properties)
     geometry, spacing, new_spacing, threshold = _geometry_and_spacings(properties, plans)

@@ -5,8 +5,9 @@ grand-challenge gives an evaluation container ``/input/predictions.json`` (one e
 and the phase's ground truth extracted to ``/opt/ml/input/data/ground_truth/``; it reads
 ``/output/metrics.json``. The reference of a job is ``<case><ending>`` in the ground-truth folder, where
 ``<case>`` is the name of the job's first input image without its ending (and without a trailing
-``_0000`` channel suffix). Metrics per case and class: Dice, IoU, HD95, NSD (toolkit.evaluation), then
-per-class mean/std/median and the mean over foreground classes in ``aggregates``.
+``_0000`` channel suffix). Metrics per case and class (or region, for region labels; voxels of an
+``ignore`` label excluded): Dice, IoU, HD95, NSD (toolkit.evaluation), then per-class mean/std/median
+and the mean over foreground classes in ``aggregates``.
 
 ``python -m toolkit.containers.evaluation [--settings ...]``; errors print one line and exit 2.
 """
@@ -74,8 +75,10 @@ def job_files(job: dict[str, Any], input_dir: Path, gt_dir: Path, output_slug: s
     return case, pred, _reference(gt_dir, case)
 
 
-def score_case(pred_path: Path, ref_path: Path, labels: list, tolerance_mm: float) -> dict[str, Any]:
-    """Metrics of one case per label value or region (tuple of values), keyed by ``target_key``."""
+def score_case(pred_path: Path, ref_path: Path, labels: list, tolerance_mm: float,
+               ignore: int | None = None) -> dict[str, Any]:
+    """Metrics of one case per label value or region (tuple of values), keyed by ``target_key``;
+    reference voxels holding ``ignore`` count nowhere."""
     from toolkit.evaluation.metrics import case_metrics
 
     pred, pred_geo = read_image(pred_path)
@@ -83,7 +86,7 @@ def score_case(pred_path: Path, ref_path: Path, labels: list, tolerance_mm: floa
     if pred.shape != ref.shape or (diff := pred_geo.differs_from(ref_geo)):
         what = f"shape {pred.shape} vs {ref.shape}" if pred.shape != ref.shape else diff
         raise SegkitError(f"prediction is not on the reference grid ({what})", pred_path)
-    metrics = case_metrics(pred, ref, labels, ref_geo.spacing, tolerance_mm)
+    metrics = case_metrics(pred, ref, labels, ref_geo.spacing, tolerance_mm, ignore)
     return {lb: {k: m.get(k) for k in REPORTED} for lb, m in metrics.items()}
 
 
@@ -115,6 +118,7 @@ def evaluate(settings: dict[str, Any], input_dir: Path, gt_dir: Path, output_dir
     targets = {target_key(target_values(v)): (k, target_values(v)) for k, v in settings["labels"].items()
                if k.lower() != "ignore" and target_values(v) != (0,)}
     names = {key: name for key, (name, _) in targets.items()}
+    ignore = next((int(v) for k, v in settings["labels"].items() if k.lower() == "ignore"), None)
     output = settings["output"]
     per_case: dict[str, dict[str, Any]] = {}
     for job in jobs:
@@ -122,7 +126,7 @@ def evaluate(settings: dict[str, Any], input_dir: Path, gt_dir: Path, output_dir
         if case in per_case:
             raise SegkitError(f"two algorithm jobs map to ground-truth case {case!r}", path)
         per_case[case] = score_case(pred, ref, [values for _, values in targets.values()],
-                                    float(settings.get("tolerance_mm", 1.0)))
+                                    float(settings.get("tolerance_mm", 1.0)), ignore)
     if not per_case:
         raise SegkitError("predictions.json lists no jobs", path)
     metrics = {"case": per_case, "aggregates": aggregate(per_case, names)}

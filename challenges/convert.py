@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from challenges.base import Adapter, RawCase, Volume
+from challenges.regions import apply_regions
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import atomic_write_json, atomic_write_path
 from toolkit.io.images import ending_of, read_image, write_image
@@ -42,7 +43,8 @@ def convert(adapter: Adapter, raw: str | Path, out: str | Path, overwrite: bool 
     _check_cases(cases, raw, adapter)
     ending = adapter.config.get("file_ending", ".nii.gz")
     meta = adapter.metadata(raw)
-    allowed = _label_values(meta.get("labels", {}))
+    allowed = _label_values(meta.get("labels", {}))  # the files keep their values; regions only relabel dataset.json
+    meta = apply_regions(meta, adapter.config)
     training = [c for c in cases if c.is_training]
     with _staging(out, overwrite, marker=_job_marker(adapter, raw)) as tmp:
         for case in _progress(cases, f"convert {adapter.name}"):
@@ -172,6 +174,8 @@ def _dataset_json(meta: dict[str, Any], adapter: Adapter, n_train: int, n_test: 
         "release": meta.get("release", ""),
         "challenge": adapter.name,
     }
+    if "regions_class_order" in meta:
+        data["regions_class_order"] = meta["regions_class_order"]
     if "training" in adapter.config:  # a challenge-specific training recipe for the engine (e.g. CREMI)
         data["segkit_training"] = adapter.config["training"]
     return data

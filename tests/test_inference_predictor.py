@@ -237,7 +237,9 @@ def test_cli_reports_failed_case_with_exit_2(tiny_model, tmp_path, capsys):
     assert (tmp_path / "o" / f"{good}.nii.gz").is_file()
 
 
-def test_fold_ensemble_averages_probabilities(tiny_model, tmp_path):
+def test_fold_ensemble_averages_logits(tiny_model, tmp_path):
+    """The folds' logits are averaged, then the softmax (nnU-Net v2): log-probabilities differ from the
+    logits by a per-voxel constant, which the softmax ignores."""
     model = tmp_path / "models" / CONFIG
     shutil.copytree(tiny_model["model"], model)
     torch.manual_seed(5)
@@ -246,7 +248,9 @@ def test_fold_ensemble_averages_probabilities(tiny_model, tmp_path):
     both = Predictor.from_model_folder(model, None, "cpu", tta=False)
     assert both.model.folds == (0, 1)
     singles = [Predictor.from_model_folder(model, [k], "cpu", tta=False).predict_data(data) for k in (0, 1)]
-    assert torch.allclose(both.predict_data(data), (singles[0] + singles[1]) / 2, atol=1e-6)
+    expected = torch.softmax((singles[0].log() + singles[1].log()) / 2, 0)
+    assert torch.allclose(both.predict_data(data), expected, atol=1e-5)
+    assert not torch.allclose(both.predict_data(data), (singles[0] + singles[1]) / 2, atol=1e-6)
 
 
 def test_model_folder_errors(tiny_model, tmp_path):
@@ -256,3 +260,36 @@ def test_model_folder_errors(tiny_model, tmp_path):
         load_model_folder(tiny_model["model"], [3])
     with pytest.raises(SegkitError, match="step"):
         Predictor.from_model_folder(tiny_model["model"], [0], "cpu", step=0.0)
+
+
+def test_region_model_predicts_sigmoids_painted_in_regions_class_order(tiny_model, tmp_path):
+    """A region model (one sigmoid per region): saved probabilities are sigmoids, and the label map is
+    their 0.5-thresholds painted in regions_class_order, never the ignore value."""
+    model = tmp_path / "models" / CONFIG
+    shutil.copytree(tiny_model["model"], model)
+    ds = json.loads((model / "dataset.json").read_text())
+    ds["labels"] = {"background": 0, "tumour": [1, 2], "lesion": 2, "ignore": 3}
+    ds["regions_class_order"] = [1, 2]
+    (model / "dataset.json").write_text(json.dumps(ds))
+    with pytest.raises(SegkitError, match="network has 3 outputs but dataset.json declares 2 regions"):
+        Predictor.from_model_folder(model, [0], "cpu")
+    torch.manual_seed(3)
+    _save_checkpoint(build_network(_spec(1, 2)), _spec(1, 2), model / "fold_0" / "checkpoint_final.pt")
+    predictor = Predictor.from_model_folder(model, [0], "cpu", tta=False)
+    images = sorted((tiny_model["dataset"] / "imagesTs").glob("*_0000.nii.gz"))[:1]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(images[0], inputs / images[0].name)
+    probs, _ = predictor.predict_case([images[0]])
+    assert probs.shape[0] == 2 and probs.min() >= 0 and probs.max() <= 1
+    assert not np.allclose(probs.sum(0), 1, atol=1e-3)  # sigmoids, not a softmax
+    report = predict_folder(predictor, inputs, tmp_path / "out", 1, save_probabilities=True, progress=False)
+    assert not report.failed
+    case = images[0].name[: -len("_0000.nii.gz")]
+    seg, _ = read_image(tmp_path / "out" / f"{case}.nii.gz")
+    stored = np.load(tmp_path / "out" / f"{case}.npz")["probabilities"]
+    expected = np.zeros(seg.shape, np.uint8)
+    expected[stored[0] > 0.5] = 1
+    expected[stored[1] > 0.5] = 2
+    assert np.array_equal(seg, expected)
+    assert set(np.unique(seg)) == {0, 1, 2}  # a non-trivial map: every painted value occurs

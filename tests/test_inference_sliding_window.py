@@ -123,11 +123,23 @@ def test_tta_averages_flipped_passes():
     data = torch.randn(1, 16, 16, 16)
     tta = sliding_window_predict(conv, data, (16, 16, 16), 2, mirror_axes=(0, 1, 2))
     plain = sliding_window_predict(conv, data, (16, 16, 16), 2, mirror_axes=None)
-    with torch.no_grad():
-        expected = sum(torch.softmax(conv(data[None].flip([a + 2 for a in v])), 1).flip([a + 2 for a in v])[0]
-                       for v in mirror_variants((0, 1, 2))) / 8
-    assert torch.allclose(tta, expected, atol=1e-5)
+    with torch.no_grad():  # logits averaged over the flips, then the softmax (nnU-Net v2's order)
+        logits = sum(conv(data[None].flip([a + 2 for a in v])).flip([a + 2 for a in v])[0]
+                     for v in mirror_variants((0, 1, 2))) / 8
+        mean_of_softmax = sum(torch.softmax(conv(data[None].flip([a + 2 for a in v])), 1).flip([a + 2 for a in v])[0]
+                              for v in mirror_variants((0, 1, 2))) / 8
+    assert torch.allclose(tta, torch.softmax(logits, 0), atol=1e-5)
+    assert not torch.allclose(tta, mean_of_softmax, atol=1e-4)
     assert not torch.allclose(tta, plain, atol=1e-3)
+    raw = sliding_window_predict(conv, data, (16, 16, 16), 2, mirror_axes=(0, 1, 2), nonlinearity=None)
+    assert torch.allclose(raw, logits, atol=1e-5)
+    sig = sliding_window_predict(conv, data, (16, 16, 16), 2, mirror_axes=(0, 1, 2), nonlinearity="sigmoid")
+    assert torch.allclose(sig, torch.sigmoid(logits), atol=1e-5)
+
+
+def test_unknown_nonlinearity_is_an_error():
+    with pytest.raises(ValueError, match="nonlinearity"):
+        sliding_window_predict(Pointwise(), torch.randn(1, 4, 4, 4), (4, 4, 4), 3, nonlinearity="relu")
 
 
 def test_2d_model_predicts_slice_by_slice():
@@ -145,9 +157,9 @@ def test_2d_tta_is_per_slice_in_plane():
     out = sliding_window_predict(conv, data, (16, 16), 2, mirror_axes=(0, 1))
     with torch.no_grad():
         slices = data.permute(1, 0, 2, 3)  # (z, c, y, x)
-        expected = sum(torch.softmax(conv(slices.flip([a + 2 for a in v])), 1).flip([a + 2 for a in v])
-                       for v in mirror_variants((0, 1))) / 4
-    assert torch.allclose(out, expected.permute(1, 0, 2, 3), atol=1e-5)
+        logits = sum(conv(slices.flip([a + 2 for a in v])).flip([a + 2 for a in v])
+                     for v in mirror_variants((0, 1))) / 4
+    assert torch.allclose(out, torch.softmax(logits, 1).permute(1, 0, 2, 3), atol=1e-5)
 
 
 def test_deep_supervision_list_output_uses_highest_resolution():

@@ -332,6 +332,35 @@ def test_evaluation_scores_jobs_like_grand_challenge(tmp_path):
     assert evaluation.main(args) == 2
 
 
+def test_evaluation_and_volumes_per_region(tmp_path):
+    """A region model's container scores and measures regions (voxels holding any of their values)."""
+    labels = {"background": 0, "whole": [1, 2], "core": 2, "ignore": 3}
+    ref = np.zeros((4, 6, 6), np.uint8)
+    ref[1:3, 1:5, 1:5] = 1
+    ref[1:3, 2:4, 2:4] = 2
+    ref[0, 0, 0] = 3
+    pred = ref.copy()
+    pred[1:3, 2:4, 2:4] = 1   # core predicted as edema: whole perfect, core missed
+    pred[0, 0, 0] = 1         # on an ignored voxel: counts nowhere
+    geo = Geometry((1.0, 1.0, 2.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    write_image(ref, geo, tmp_path / "gt" / "c.mha")
+    write_image(pred, geo, tmp_path / "input" / "job-1" / "output" / "images" / "seg" / "x.mha")
+    jobs = [{"pk": "job-1", "status": "Succeeded",
+             "inputs": [{"image": {"name": "c_0000.nii.gz"}, "interface": {"slug": "ct-image"}}],
+             "outputs": [{"interface": {"slug": "seg", "relative_path": "images/seg"}}]}]
+    (tmp_path / "input" / "predictions.json").write_text(json.dumps(jobs))
+    settings = tmp_path / "s.json"
+    settings.write_text(json.dumps({"labels": labels, "output": {"slug": "seg", "relative_path": "images/seg"}}))
+    assert evaluation.main(["--settings", str(settings), "--input", str(tmp_path / "input"), "--ground-truth",
+                            str(tmp_path / "gt"), "--output", str(tmp_path / "out")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(metrics["case"]["c"]) == {"(1, 2)", "2"}
+    assert metrics["aggregates"]["whole"]["Dice"]["mean"] == pytest.approx(1.0)
+    assert metrics["aggregates"]["core"]["Dice"]["mean"] == pytest.approx(0.0)
+    volumes = volumes_ml(ref, geo, {"whole": [1, 2], "core": 2})
+    assert volumes == {"whole": pytest.approx(32 * 2 / 1000), "core": pytest.approx(8 * 2 / 1000)}
+
+
 # -- command line -----------------------------------------------------------------------------------
 def _segkit(args: list[str], capsys) -> tuple[int, str]:
     from toolkit.cli import main

@@ -182,3 +182,36 @@ def test_unreadable_checkpoint_costs_one_curve_and_is_said(tmp_path):
     assert "2d: fold 0: 2 epoch(s)" in html and "fold 1:" not in html.split("</figure>")[0]
     assert "2d fold_1: no training logs in checkpoint_final.pt" in html
     assert (tmp_path / "out" / "curves_2d.png").is_file()
+
+
+def test_region_dataset_is_selected_and_reported_per_region(phantom_dataset, tmp_path):
+    """A region dataset's CV summaries, selection and report are keyed per region (nnU-Net's "(1, 2)")."""
+    ds = tmp_path / "Dataset998_Regions"
+    shutil.copytree(phantom_dataset, ds)
+    meta = json.loads((ds / "dataset.json").read_text(encoding="utf-8"))
+    meta["labels"] = {"background": 0, "whole": [1, 2], "lesion": 2}
+    meta["regions_class_order"] = [1, 2]
+    (ds / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
+    work = tmp_path / "work"
+    wd = work / ds.name
+    cases = sorted(p.name[: -len(".nii.gz")] for p in (ds / "labelsTr").glob("*.nii.gz"))
+    wd.mkdir(parents=True)
+    shutil.copy(ds / "dataset.json", wd / "dataset.json")
+    splits = [{"train": [c for j, c in enumerate(cases) if j % 2 != k], "val": cases[k::2]} for k in range(2)]
+    (wd / "splits_final.json").write_text(json.dumps(splits))
+    for k, split in enumerate(splits):
+        val = wd / "models" / "3d_fullres" / f"fold_{k}" / "validation"
+        val.mkdir(parents=True)
+        for case in split["val"]:
+            ref, geo = read_image(ds / "labelsTr" / f"{case}.nii.gz")
+            pred = np.where(ref == 2, 1, ref).astype(np.uint8) if cases.index(case) % 3 == 0 else ref
+            write_image(pred, geo, val / f"{case}.nii.gz")  # every third case: lesion predicted as organ
+        (val / "summary.json").write_text("{}")
+    result = select_for_dataset(ds, work)
+    cand = result["candidates"][0]
+    assert set(cand["dice_per_class"]) == {"(1, 2)", "2"} and cand["dice_per_class"]["(1, 2)"] == pytest.approx(1.0)
+    assert cand["dice_per_class"]["2"] < 1.0 and "regions" in result["metric"]
+    summary = json.loads((wd / "cv" / "3d_fullres" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["labels"] == {"(1, 2)": "whole", "2": "lesion"}
+    page = _section(_report(ds, work), "summary")
+    assert "(1, 2) whole" in page and f"{cand['dice_per_class']['2']:.4f}" in page

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from toolkit.cli import main
+from toolkit.dataset.labels import dataset_label_spec
 from toolkit.errors import SegkitError
 from toolkit.io.images import Geometry, write_image
 from toolkit.selection import choose_best, select
-from toolkit.selection.ensemble import probabilities_to_labels
 from toolkit.workdir import WorkDir
 
 GEO = Geometry((0.8, 0.8, 2.5), (1.0, -2.0, 3.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
@@ -61,7 +61,7 @@ def _write_fold_outputs(work: WorkDir, config: str, folds: list[int], wrong_half
             continue
         val = work.model(config, fold) / "validation"
         probs = _probabilities(_truth(i), wrong_half, spurious)
-        write_image(probabilities_to_labels(probs, [0, 1, 2]), GEO, val / f"{case}.nii.gz")
+        write_image(dataset_label_spec(DS).probabilities_to_seg(probs), GEO, val / f"{case}.nii.gz")
         np.savez_compressed(val / f"{case}.npz", probabilities=probs)
         (val / "summary.json").write_text("{}")
 

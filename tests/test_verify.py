@@ -142,6 +142,12 @@ CORRUPTIONS = [
     ("groups_unknown_case", lambda r: (r / "groups.json").write_text(json.dumps({"nobody": "p1"})), "groups.json",
      "unknown case"),
     ("path_escapes", _escape_path, "dataset.json", "escapes the dataset folder"),
+    ("ignore_not_highest", lambda r: _edit_json(r / "dataset.json", labels={"background": 0, "organ": 1, "lesion": 2,
+                                                                            "ignore": 5}),
+     "dataset.json", "ignore label must be the highest"),
+    ("regions_without_order", lambda r: _edit_json(r / "dataset.json", labels={"background": 0, "organ": [1, 2],
+                                                                               "lesion": 2}),
+     "dataset.json", "regions_class_order"),
 ]
 
 

@@ -77,7 +77,7 @@ def run_demo(work: Path, options: DemoOptions | None = None) -> int:
     _stage("segkit evaluate (test cases vs their reference labels)")
     spec = load_dataset(dataset)
     summary = evaluate_folder(predictions, dataset / "labelsTs", spec.raw, output=predictions / "summary.json")
-    click.echo(format_table(summary, {v: k for k, v in spec.foreground_labels.items()}))
+    click.echo(format_table(summary, summary["labels"]))
     index = build_report(dataset, work, test_summary=predictions / "summary.json")
     _stage("done")
     click.echo(f"report:      {index}\nbundle:      {bundle}\npredictions: {predictions}")

@@ -4,7 +4,9 @@ A single-configuration bundle exports slab by slab like a model folder (bounded 
 the postprocessing to the label map before its one atomic write: a run killed in between leaves no
 file, never a raw one that a resumed ``segkit predict`` would skip as finished. An ensemble of two
 configurations averages their probabilities on the original grid (each configuration may use another
-spacing), which holds one float32 volume per class in memory at a time per configuration.
+spacing), which holds one float32 volume per class in memory at a time per configuration; the mean
+becomes a label map through the label model (argmax, or regions thresholded at 0.5 painted in
+``regions_class_order``), as nnU-Net v2's ensembling.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.bundle.manifest import verify_bundle
+from toolkit.dataset.labels import LabelSpec
 from toolkit.inference.predictor import Predictor, PreprocessedCase
 from toolkit.io.atomic import atomic_write_path, read_json
 from toolkit.io.images import Geometry, write_image
@@ -58,8 +61,8 @@ class BundlePredictor:
         return self.first.model.num_image_channels
 
     @property
-    def labels(self) -> list[int]:
-        return self.first.model.labels
+    def label_spec(self) -> LabelSpec:
+        return self.first.label_spec
 
     def preprocess(self, case_id: str, image_paths: list[Path]) -> BundleCase:
         return BundleCase(case_id, {c: p.preprocess(case_id, image_paths) for c, p in self.predictors.items()})
@@ -84,12 +87,12 @@ class BundlePredictor:
         for config, probs in probabilities.items():
             predictor, part = self.predictors[config], case.parts[config]
             probs = probs.float().cpu().numpy() if hasattr(probs, "cpu") else np.asarray(probs, np.float32)
-            full = resample_probabilities_to_original(probs, part.properties, predictor.model.plans, config)
+            full = resample_probabilities_to_original(probs, part.properties, predictor.model.plans, config,
+                                                      labels=self.label_spec)
             mean = full if mean is None else np.add(mean, full, out=mean)
         assert mean is not None
         mean /= len(probabilities)
-        lut = np.asarray(self.labels, dtype=np.int16 if max(self.labels) > 255 else np.uint8)
-        seg = apply_postprocessing(lut[np.argmax(mean, axis=0)], self.postprocessing)
+        seg = apply_postprocessing(self.label_spec.probabilities_to_seg(mean), self.postprocessing)
         ending = self.first.file_ending
         path = out_path if out_path.name.endswith(ending) else out_path.with_name(out_path.name + ending)
         geometry = Geometry.from_json(next(iter(case.parts.values())).properties["geometry"])

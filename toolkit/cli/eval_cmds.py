@@ -40,8 +40,7 @@ def evaluate(pred_dir: Path, ref_dir: Path, dataset_json: Path, output: Path | N
     output = output if output is not None else pred_dir / "summary.json"
     summary = evaluate_folder(pred_dir, ref_dir, ds, tolerance_mm=tolerance_mm, workers=_workers(jobs),
                               output=output)
-    names = {int(k): v for k, v in summary["labels"].items()}
-    click.echo(format_table(summary, names))
+    click.echo(format_table(summary, summary["labels"]))
     click.echo(f"{len(summary['per_case'])} case(s) evaluated; wrote {output}", err=True)
 
 

@@ -5,8 +5,9 @@ grand-challenge gives an evaluation container ``/input/predictions.json`` (one e
 and the phase's ground truth extracted to ``/opt/ml/input/data/ground_truth/``; it reads
 ``/output/metrics.json``. The reference of a job is ``<case><ending>`` in the ground-truth folder, where
 ``<case>`` is the name of the job's first input image without its ending (and without a trailing
-``_0000`` channel suffix). Metrics per case and class: Dice, IoU, HD95, NSD (toolkit.evaluation), then
-per-class mean/std/median and the mean over foreground classes in ``aggregates``.
+``_0000`` channel suffix). Metrics per case and class (or region, for region labels; voxels of an
+``ignore`` label excluded): Dice, IoU, HD95, NSD (toolkit.evaluation), then per-class mean/std/median
+and the mean over foreground classes in ``aggregates``.
 
 ``python -m toolkit.containers.evaluation [--settings ...]``; errors print one line and exit 2.
 """
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.dataset.labels import target_key, target_values
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import atomic_write_json
 from toolkit.io.images import read_image, supported_endings
@@ -73,7 +75,10 @@ def job_files(job: dict[str, Any], input_dir: Path, gt_dir: Path, output_slug: s
     return case, pred, _reference(gt_dir, case)
 
 
-def score_case(pred_path: Path, ref_path: Path, labels: list[int], tolerance_mm: float) -> dict[str, Any]:
+def score_case(pred_path: Path, ref_path: Path, labels: list, tolerance_mm: float,
+               ignore: int | None = None) -> dict[str, Any]:
+    """Metrics of one case per label value or region (tuple of values), keyed by ``target_key``;
+    reference voxels holding ``ignore`` count nowhere."""
     from toolkit.evaluation.metrics import case_metrics
 
     pred, pred_geo = read_image(pred_path)
@@ -81,17 +86,18 @@ def score_case(pred_path: Path, ref_path: Path, labels: list[int], tolerance_mm:
     if pred.shape != ref.shape or (diff := pred_geo.differs_from(ref_geo)):
         what = f"shape {pred.shape} vs {ref.shape}" if pred.shape != ref.shape else diff
         raise SegkitError(f"prediction is not on the reference grid ({what})", pred_path)
-    metrics = case_metrics(pred, ref, labels, ref_geo.spacing, tolerance_mm)
+    metrics = case_metrics(pred, ref, labels, ref_geo.spacing, tolerance_mm, ignore)
     return {lb: {k: m.get(k) for k in REPORTED} for lb, m in metrics.items()}
 
 
-def aggregate(per_case: dict[str, dict[str, Any]], names: dict[int, str]) -> dict[str, Any]:
-    """Mean, std and median per class and metric (cases where a metric is undefined are left out)."""
+def aggregate(per_case: dict[str, dict[str, Any]], names: dict[str, str]) -> dict[str, Any]:
+    """Mean, std and median per class (or region) and metric (cases where a metric is undefined are left
+    out); ``names`` maps metric keys to names."""
     out: dict[str, Any] = {}
-    for value, name in names.items():
+    for key, name in names.items():
         out[name] = {}
         for k in REPORTED:
-            vals = [c[str(value)][k] for c in per_case.values() if c[str(value)][k] is not None]
+            vals = [c[key][k] for c in per_case.values() if c[key][k] is not None]
             out[name][k] = ({"mean": float(np.mean(vals)), "std": float(np.std(vals)),
                              "median": float(np.median(vals)), "n": len(vals)} if vals else None)
     out["foreground_mean"] = {k: (float(np.mean(m)) if (m := [out[n][k]["mean"] for n in names.values()
@@ -109,14 +115,18 @@ def evaluate(settings: dict[str, Any], input_dir: Path, gt_dir: Path, output_dir
         jobs = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise SegkitError(f"predictions.json is not valid JSON ({exc})", path) from None
-    names = {int(v): k for k, v in settings["labels"].items() if int(v) != 0}
+    targets = {target_key(target_values(v)): (k, target_values(v)) for k, v in settings["labels"].items()
+               if k.lower() != "ignore" and target_values(v) != (0,)}
+    names = {key: name for key, (name, _) in targets.items()}
+    ignore = next((int(v) for k, v in settings["labels"].items() if k.lower() == "ignore"), None)
     output = settings["output"]
     per_case: dict[str, dict[str, Any]] = {}
     for job in jobs:
         case, pred, ref = job_files(job, input_dir, gt_dir, output["slug"], output["relative_path"])
         if case in per_case:
             raise SegkitError(f"two algorithm jobs map to ground-truth case {case!r}", path)
-        per_case[case] = score_case(pred, ref, sorted(names), float(settings.get("tolerance_mm", 1.0)))
+        per_case[case] = score_case(pred, ref, [values for _, values in targets.values()],
+                                    float(settings.get("tolerance_mm", 1.0)), ignore)
     if not per_case:
         raise SegkitError("predictions.json lists no jobs", path)
     metrics = {"case": per_case, "aggregates": aggregate(per_case, names)}

@@ -41,7 +41,7 @@ class Interface:
     output: Socket
     json_outputs: tuple[Socket, ...] = ()
     num_channels: int = 1
-    labels: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, int | list[int]] = field(default_factory=dict)  # name -> value, or a region's values
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,7 +101,8 @@ def resolve_interface(challenge: str, container: dict[str, Any], dataset_json: d
         if e.get("value") not in JSON_VALUES:
             raise SegkitError(f"container JSON output {s!r}: value must be one of {JSON_VALUES}, got {e.get('value')!r}")
         json_outputs.append(Socket(s, e.get("relative_path", f"{s}.json"), value=e["value"]))
-    labels = {k: int(v) for k, v in dataset_json["labels"].items() if isinstance(v, int) and not isinstance(v, bool)}
+    labels = {k: (int(v) if isinstance(v, int) else [int(x) for x in v]) for k, v in dataset_json["labels"].items()
+              if k.lower() != "ignore" and not isinstance(v, bool)}
     return Interface(challenge, inputs, output, tuple(json_outputs), n, labels)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.containers.interface import Interface, Socket, find_socket_image, read_inputs_json
+from toolkit.dataset.labels import target_values
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import atomic_write_json
 from toolkit.io.images import Geometry, read_geometry, read_image, write_image
@@ -78,12 +79,14 @@ def stage_inputs(interface: Interface, input_dir: Path, stage: Path) -> list[Pat
     return images
 
 
-def volumes_ml(seg: np.ndarray, geometry: Geometry, labels: dict[str, int]) -> dict[str, float]:
-    """Volume of every foreground class in millilitres (voxel count x voxel volume)."""
+def volumes_ml(seg: np.ndarray, geometry: Geometry, labels: dict[str, int | list[int]]) -> dict[str, float]:
+    """Volume of every foreground class, or region (voxels holding any of its values), in millilitres."""
     voxel_ml = float(np.prod(geometry.spacing_xyz)) / 1000.0
-    counts = np.bincount(seg.ravel().astype(np.int64), minlength=max(labels.values(), default=0) + 1)
-    return {name: float(counts[v]) * voxel_ml for name, v in sorted(labels.items(), key=lambda kv: kv[1])
-            if v != 0 and v < len(counts)}
+    targets = {name: target_values(v) for name, v in labels.items()}
+    top = max((max(v) for v in targets.values()), default=0)
+    counts = np.bincount(seg.ravel().astype(np.int64), minlength=top + 1)
+    return {name: float(sum(counts[v] for v in values)) * voxel_ml
+            for name, values in sorted(targets.items(), key=lambda kv: kv[1]) if values != (0,)}
 
 
 def run_job(predictor: Any, interface: Interface, input_dir: Path, output_dir: Path,

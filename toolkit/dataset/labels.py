@@ -1,7 +1,7 @@
 """What the network predicts, read from ``dataset.json`` ``labels`` (nnU-Net v2's label conventions).
 
-Three kinds of label declaration exist, all in nnU-Net v2's raw format (docs/interfaces.md
-"Region labels and the ignore label"):
+Three kinds of label declaration exist, all in nnU-Net v2's raw format
+(docs/interfaces.md "Region labels and the ignore label"):
 
 - plain classes ``{"background": 0, "liver": 1, "tumour": 2}``: one softmax output per label value
   (background included), the prediction is the argmax;
@@ -71,6 +71,30 @@ class LabelSpec:
             return list(self.outputs)
         return [(name, values) for name, values in self.outputs if values != (0,)]
 
+    @property
+    def nonlinearity(self) -> str:
+        """How logits become probabilities: ``sigmoid`` per region, else ``softmax`` over the classes."""
+        return "sigmoid" if self.has_regions else "softmax"
+
+    def target_keys(self) -> list[str]:
+        """The metric key of every foreground target, in output order (see :func:`target_key`)."""
+        return [target_key(values) for _, values in self.foreground_targets()]
+
+    def names_by_key(self) -> dict[str, str]:
+        """Metric key -> target name, for tables and reports."""
+        return {target_key(values): name for name, values in self.foreground_targets()}
+
+    def outside_probabilities(self) -> np.ndarray:
+        """(C,) probabilities of voxels outside the cropped box: background 1 for classes, all 0 for regions."""
+        out = np.zeros(self.num_outputs, dtype=np.float32)
+        if not self.has_regions:
+            out[self.all_labels.index(0)] = 1.0
+        return out
+
+    def seg_to_onehot(self, seg: np.ndarray) -> np.ndarray:
+        """(len(all_labels), ...) float32 one-hot of a label map over ``all_labels`` (background included)."""
+        return np.stack([seg == v for v in self.all_labels]).astype(np.float32)
+
     def seg_to_regions(self, seg: np.ndarray) -> np.ndarray:
         """(R, ...) boolean masks, one per foreground target: voxel label in the target's values."""
         return np.stack([np.isin(seg, values) for _, values in self.foreground_targets()])
@@ -87,6 +111,18 @@ class LabelSpec:
         for channel, value in zip(probs, self.regions_class_order, strict=True):
             seg[channel > 0.5] = value
         return seg
+
+
+def target_key(target: int | Sequence[int]) -> str:
+    """JSON key of an evaluated target: ``"2"`` for one label value, ``"(1, 2, 3)"`` for a region of
+    several values (nnU-Net v2's ``label_or_region_to_key`` form)."""
+    values = (int(target),) if isinstance(target, int | np.integer) else tuple(int(v) for v in target)
+    return str(values[0]) if len(values) == 1 else "(" + ", ".join(map(str, values)) + ")"
+
+
+def target_values(target: int | Sequence[int]) -> tuple[int, ...]:
+    """Label values of a target given as one value or a sequence of values."""
+    return (int(target),) if isinstance(target, int | np.integer) else tuple(int(v) for v in target)
 
 
 def _values(name: str, value: Any, where: Path | None) -> tuple[int, ...]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.dataset.labels import dataset_label_spec
 from toolkit.dataset.layout import Case, DatasetSpec, discover_cases, load_dataset, scan_images
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import read_json
@@ -107,8 +108,17 @@ def _check_files(spec: DatasetSpec, split: str, cases: list[Case]) -> list[str]:
     return problems
 
 
+def _check_label_model(spec: DatasetSpec) -> list[str]:
+    """nnU-Net v2's rules for labels: ignore is the highest value, regions need ``regions_class_order``."""
+    try:
+        dataset_label_spec(spec.raw, spec.root / "dataset.json")
+    except SegkitError as exc:
+        return [str(exc)]
+    return []
+
+
 def _check_structure(spec: DatasetSpec, cases: list[Case]) -> list[str]:
-    problems = _check_duplicate_keys(spec.root / "dataset.json")
+    problems = _check_duplicate_keys(spec.root / "dataset.json") + _check_label_model(spec)
     problems += _check_files(spec, "Tr", cases)
     if (spec.root / "imagesTs").is_dir():
         test_cases = discover_cases(spec, "Ts", require_complete=False)

@@ -3,9 +3,9 @@
 Importing this package does not import torch (``segkit evaluate`` runs no network).
 """
 
-from toolkit.evaluation.evaluate import evaluate_cases, evaluate_folder, foreground_labels
+from toolkit.evaluation.evaluate import evaluate_cases, evaluate_folder, evaluation_spec
 from toolkit.evaluation.metrics import case_metrics, class_metrics, dice_per_class
 from toolkit.evaluation.summary import format_table, summarize
 
 __all__ = ["case_metrics", "class_metrics", "dice_per_class", "evaluate_cases", "evaluate_folder",
-           "foreground_labels", "format_table", "summarize"]
+           "evaluation_spec", "format_table", "summarize"]

@@ -5,9 +5,12 @@ the same name; references without a prediction are listed (and reported on stder
 like nnU-Net v2's ``compute_metrics_on_folder``. A prediction must have the reference's shape and
 geometry: a misplaced prediction is an error, not a bad score. Cases run in parallel processes.
 
-Labels come from ``dataset.json``: every integer foreground label is evaluated; an ``ignore``
-label in the reference masks those voxels out. Region labels (lists of values) are not evaluated,
-because segkit trains on plain labels only.
+Targets come from ``dataset.json`` through :class:`toolkit.dataset.labels.LabelSpec`: every
+foreground label of a plain dataset, or every foreground region of a region dataset (a voxel is in
+a region when its label is one of the region's values, as nnU-Net v2 evaluates regions); an
+``ignore`` label in the reference masks those voxels out of every metric. Keys are
+:func:`toolkit.dataset.labels.target_key` strings
+(docs/interfaces.md "Region labels and the ignore label").
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from toolkit.dataset.labels import LabelSpec, dataset_label_spec
 from toolkit.errors import SegkitError
-from toolkit.evaluation.metrics import case_metrics
+from toolkit.evaluation.metrics import Target, case_metrics
 from toolkit.evaluation.parallel import parallel_map
 from toolkit.evaluation.summary import summarize
 from toolkit.io.atomic import atomic_write_json, read_json
@@ -26,24 +30,19 @@ from toolkit.io.images import read_image
 DEFAULT_TOLERANCE_MM = 1.0
 
 
-def foreground_labels(dataset_json: dict) -> dict[int, str]:
-    """Label value -> name of the integer foreground classes, sorted by value."""
-    labels = dataset_json.get("labels")
-    if not isinstance(labels, dict):
-        raise SegkitError("dataset.json has no 'labels' object")
-    fg = {int(v): str(k) for k, v in labels.items()
-          if isinstance(v, int) and not isinstance(v, bool) and v != 0 and k.lower() != "ignore"}
-    if not fg:
-        raise SegkitError("dataset.json declares no integer foreground label")
-    return dict(sorted(fg.items()))
+def evaluation_spec(dataset_json: dict) -> LabelSpec:
+    """The label model to evaluate with; a dataset without any foreground target is an error."""
+    spec = dataset_label_spec(dataset_json, Path("dataset.json"))
+    if not spec.foreground_targets():
+        raise SegkitError("dataset.json declares no foreground label")
+    return spec
 
 
-def ignore_label(dataset_json: dict) -> int | None:
-    """The value of the ``ignore`` label, if the dataset declares one."""
-    for name, value in dataset_json.get("labels", {}).items():
-        if name.lower() == "ignore" and isinstance(value, int):
-            return value
-    return None
+def evaluate_spec_cases(cases: Sequence[tuple[str, Path, Path]], spec: LabelSpec, **kwargs) -> dict:
+    """:func:`evaluate_cases` over every foreground target of ``spec``, its ignore value and names."""
+    summary = evaluate_cases(cases, list(spec.regions), ignore=spec.ignore, **kwargs)
+    summary["labels"] = spec.names_by_key()
+    return summary
 
 
 def evaluate_case(task: tuple) -> dict:
@@ -60,11 +59,12 @@ def evaluate_case(task: tuple) -> dict:
     return {"case": case, "prediction_file": str(pred_path), "reference_file": str(ref_path), "metrics": metrics}
 
 
-def evaluate_cases(cases: Sequence[tuple[str, Path, Path]], labels: Sequence[int],
+def evaluate_cases(cases: Sequence[tuple[str, Path, Path]], labels: Sequence[Target],
                    tolerance_mm: float = DEFAULT_TOLERANCE_MM, ignore: int | None = None, workers: int = 1,
                    surface_metrics: bool = True, desc: str | None = "evaluate") -> dict:
-    """Evaluate (case id, prediction path, reference path) triples; returns the summary dict."""
-    labels = [int(lb) for lb in labels]
+    """Evaluate (case id, prediction path, reference path) triples for label values or regions
+    (tuples of values); returns the summary dict."""
+    labels = [lb if isinstance(lb, int) else tuple(int(v) for v in lb) for lb in labels]
     tasks = [(c, Path(p), Path(r), labels, tolerance_mm, ignore, surface_metrics) for c, p, r in cases]
     per_case = parallel_map(evaluate_case, tasks, workers, desc)
     summary = {"per_case": per_case, **summarize(per_case, labels)}
@@ -95,7 +95,7 @@ def evaluate_folder(pred_dir: str | Path, ref_dir: str | Path, dataset_json: dic
     ending = dataset_json.get("file_ending")
     if not isinstance(ending, str):
         raise SegkitError("dataset.json has no 'file_ending'")
-    labels = foreground_labels(dataset_json)
+    spec = evaluation_spec(dataset_json)
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     preds, refs = list_label_files(pred_dir, ending), list_label_files(ref_dir, ending)
     if not preds:
@@ -108,9 +108,8 @@ def evaluate_folder(pred_dir: str | Path, ref_dir: str | Path, dataset_json: dic
         print(f"segkit: warning: {len(missing)} reference case(s) have no prediction and are not scored: "
               f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}", file=sys.stderr)
     cases = [(c, preds[c], refs[c]) for c in sorted(preds)]
-    summary = evaluate_cases(cases, list(labels), tolerance_mm, ignore_label(dataset_json), workers,
-                             surface_metrics)
-    summary["labels"] = {str(v): n for v, n in labels.items()}
+    summary = evaluate_spec_cases(cases, spec, tolerance_mm=tolerance_mm, workers=workers,
+                                  surface_metrics=surface_metrics)
     summary["missing_predictions"] = missing
     if output is not None:
         atomic_write_json(output, summary)

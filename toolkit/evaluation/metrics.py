@@ -2,8 +2,11 @@
 
 Conventions (the same as nnU-Net v2's ``evaluate_predictions`` for the overlap part):
 
-* A class is evaluated as the binary mask ``seg == label``. Voxels where the reference holds the
-  dataset's ``ignore`` label are excluded from every metric.
+* A class is evaluated as the binary mask ``seg == label``; a region (a tuple of label values, nnU-Net
+  v2's region labels) as the mask "label is one of the region's values", as nnU-Net's
+  ``region_or_label_to_mask``. Voxels where the reference holds the dataset's ``ignore`` label are
+  excluded from every metric. Results are keyed by :func:`toolkit.dataset.labels.target_key`
+  (``"2"``, ``"(1, 2, 3)"``).
 * **Empty-both rule**: when neither prediction nor reference contains the class, Dice, IoU, HD95 and
   NSD are ``None`` and the case does not count towards that class' mean (it is neither perfect nor a
   failure, it is uninformative). Counts and volumes are 0 and do count.
@@ -24,6 +27,10 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
+
+from toolkit.dataset.labels import target_key, target_values
+
+Target = int | Sequence[int]
 
 METRIC_KEYS = ("Dice", "IoU", "TP", "FP", "FN", "n_pred", "n_ref", "volume_pred_mm3", "volume_ref_mm3",
                "HD95", "NSD")
@@ -50,17 +57,29 @@ def confusion(pred_mask: np.ndarray, ref_mask: np.ndarray) -> tuple[int, int, in
     return tp, n_pred - tp, n_ref - tp
 
 
-def dice_per_class(pred: np.ndarray, ref: np.ndarray, labels: Sequence[int],
-                   ignore_label: int | None = None) -> dict[int, float | None]:
-    """Dice of every label value in ``labels`` (``None`` where both are empty)."""
+def target_masks(pred: np.ndarray, ref: np.ndarray, target: Target, valid: np.ndarray | None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean (prediction, reference) masks of a label or region, ignored voxels removed."""
+    values = target_values(target)
+    if len(values) == 1:
+        p, r = pred == values[0], ref == values[0]
+    else:
+        p, r = np.isin(pred, values), np.isin(ref, values)
+    if valid is not None:
+        p &= valid
+        r &= valid
+    return p, r
+
+
+def dice_per_class(pred: np.ndarray, ref: np.ndarray, labels: Sequence[Target],
+                   ignore_label: int | None = None) -> dict:
+    """Dice of every label value or region in ``labels``, keyed as given (``None`` where both are empty)."""
     _check_shapes(pred, ref)
     valid = ref != ignore_label if ignore_label is not None else None
-    out: dict[int, float | None] = {}
+    out: dict = {}
     for label in labels:
-        p, r = pred == label, ref == label
-        if valid is not None:
-            p &= valid
-        out[int(label)] = dice_from_counts(*confusion(p, r))
+        key = int(label) if isinstance(label, int | np.integer) else tuple(int(v) for v in label)
+        out[key] = dice_from_counts(*confusion(*target_masks(pred, ref, label, valid)))
     return out
 
 
@@ -135,20 +154,18 @@ def class_metrics(pred_mask: np.ndarray, ref_mask: np.ndarray, spacing: Sequence
     return out
 
 
-def case_metrics(pred: np.ndarray, ref: np.ndarray, labels: Sequence[int], spacing: Sequence[float],
+def case_metrics(pred: np.ndarray, ref: np.ndarray, labels: Sequence[Target], spacing: Sequence[float],
                  tolerance_mm: float = 1.0, ignore_label: int | None = None,
                  surface_metrics: bool = True) -> dict[str, dict[str, float | int | None]]:
-    """Metrics of every label in one case, keyed by the label value as a string (JSON keys)."""
+    """Metrics of every label or region in one case, keyed by :func:`target_key` (JSON keys)."""
     _check_shapes(pred, ref)
     if len(spacing) != ref.ndim:
         raise ValueError(f"spacing {tuple(spacing)} does not match a {ref.ndim}D image")
     valid = ref != ignore_label if ignore_label is not None else None
     out = {}
     for label in labels:
-        p, r = pred == label, ref == label
-        if valid is not None:
-            p &= valid
-        out[str(int(label))] = class_metrics(p, r, spacing, tolerance_mm, surface_metrics)
+        p, r = target_masks(pred, ref, label, valid)
+        out[target_key(label)] = class_metrics(p, r, spacing, tolerance_mm, surface_metrics)
     return out
 
 

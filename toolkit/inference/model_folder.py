@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.dataset.folds import parse_fold
+from toolkit.dataset.labels import LabelSpec, dataset_label_spec
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import read_json
 from toolkit.planning.axes import working_entry
@@ -51,19 +52,12 @@ class ModelFolder:
         return len(self.dataset_json["channel_names"])
 
     @property
-    def labels(self) -> list[int]:
-        """Label value of each output channel: background 0, then the sorted foreground values."""
-        return [0] + foreground_values(self.dataset_json)
+    def label_spec(self) -> LabelSpec:
+        """What the network predicts (classes or regions, ignore value), from the copied ``dataset.json``."""
+        return dataset_label_spec(self.dataset_json, self.root / "dataset.json")
 
     def checkpoint(self, fold: int | str) -> Path:
         return self.root / f"fold_{fold}" / CHECKPOINT
-
-
-def foreground_values(dataset_json: dict[str, Any]) -> list[int]:
-    """Sorted integer label values of the plain foreground classes (no regions, no ignore label)."""
-    labels = dataset_json["labels"]
-    return sorted(v for k, v in labels.items()
-                  if isinstance(v, int) and not isinstance(v, bool) and v != 0 and k.lower() != "ignore")
 
 
 def available_folds(root: Path) -> list[int]:
@@ -105,7 +99,9 @@ def load_model_folder(folder: str | Path, folds: list[int | str] | tuple[int | s
         if not (root / f"fold_{k}" / CHECKPOINT).is_file():
             raise SegkitError("final checkpoint not found (is training of this fold finished?)",
                               root / f"fold_{k}" / CHECKPOINT)
-    return ModelFolder(root, config, plans, dataset_json, tuple(parse_fold(k) for k in folds))
+    model = ModelFolder(root, config, plans, dataset_json, tuple(parse_fold(k) for k in folds))
+    _ = model.label_spec  # a malformed label declaration is a one-line error before any network loads
+    return model
 
 
 def resolve_device(name: str | None) -> str:

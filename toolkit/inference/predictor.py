@@ -6,9 +6,15 @@ The three steps are separate methods (:meth:`Predictor.preprocess`, :meth:`Predi
 overlapping workers. A bundle of several configurations (selection issue) plugs into the same pipeline
 by offering the same three methods (see :class:`toolkit.inference.pipeline.CasePredictor`).
 
+Label model (:class:`toolkit.dataset.labels.LabelSpec` of the model's ``dataset.json``): one output per
+class (softmax) or per foreground region (sigmoid). Each fold's sliding window averages logits, the fold
+ensemble averages the folds' logits, and the nonlinearity is applied once to that mean, as nnU-Net v2's
+predictor does (it applies it after resampling to the original grid; here it is applied on the
+preprocessed grid so that the export resamples probabilities slab by slab, see docs/method.md 2).
+
 Cascade: when the configuration has ``previous_stage``, the predictor of that stage (the sibling model
-folder, same folds and settings) runs first on its own preprocessing of the same images, and its
-probabilities enter as one-hot extra channels (:func:`toolkit.inference.cascade.previous_stage_onehot`).
+folder, same folds and settings) runs first on its own preprocessing of the same images, and its label
+map enters as one-hot extra channels (:func:`toolkit.inference.cascade.previous_stage_onehot`).
 
 Mirror axes: the checkpoint's ``options["mirror_axes"]`` when the trainer recorded them, else every
 spatial axis of the patch (the method's augmentation mirrors along every axis).
@@ -27,7 +33,7 @@ import torch
 from toolkit.errors import SegkitError
 from toolkit.inference.cascade import previous_stage_onehot
 from toolkit.inference.model_folder import ModelFolder, load_model_folder, load_network, resolve_device
-from toolkit.inference.sliding_window import sliding_window_predict
+from toolkit.inference.sliding_window import apply_nonlinearity, sliding_window_predict
 from toolkit.precision import check_precision
 
 
@@ -56,7 +62,8 @@ class Predictor:
         self.step = step
         self.previous = previous
         self.precision = precision  # auto | fp32 | mixed, resolved per device by sliding_window_predict
-        self.num_classes = num_classes if num_classes is not None else len(model.labels)
+        self.label_spec = model.label_spec
+        self.num_classes = num_classes if num_classes is not None else self.label_spec.num_outputs
         patch = self.patch_size
         self.mirror_axes = tuple(range(len(patch))) if mirror_axes is None else tuple(mirror_axes)
 
@@ -73,10 +80,15 @@ class Predictor:
         for k in model.folds:
             net, options, spec = load_network(model.checkpoint(k), dev)
             networks.append(net)
-        expected_in = model.num_image_channels + (len(model.labels) if model.previous_stage else 0)
+        labels = model.label_spec
+        expected_in = model.num_image_channels + (len(labels.all_labels) if model.previous_stage else 0)
         if spec is not None and spec.in_channels != expected_in:
             raise SegkitError(f"network expects {spec.in_channels} input channels but dataset.json and the "
                               f"configuration imply {expected_in}", model.checkpoint(model.folds[0]))
+        if spec is not None and spec.num_classes != labels.num_outputs:
+            kind = "regions" if labels.has_regions else "classes (background included)"
+            raise SegkitError(f"network has {spec.num_classes} outputs but dataset.json declares "
+                              f"{labels.num_outputs} {kind}", model.checkpoint(model.folds[0]))
         previous = None
         if model.previous_stage:
             previous = cls.from_model_folder(model.root.parent / model.previous_stage, list(model.folds),
@@ -102,18 +114,21 @@ class Predictor:
         return PreprocessedCase(case_id, np.asarray(data, dtype=np.float32), props, prev)
 
     def predict_data(self, data: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Mean over folds of the sliding-window softmax, (K, z, y, x) float32 on the accumulation device."""
+        """Softmax (classes) or sigmoid (regions) of the folds' mean sliding-window logits,
+        (C, z, y, x) float32 on the accumulation device."""
         mirror = self.mirror_axes if self.tta else None
         total: torch.Tensor | None = None
         with torch.inference_mode():
             for net in self.networks:
-                probs = sliding_window_predict(net, data, self.patch_size, self.num_classes, self.step, mirror,
-                                               self.device, precision=self.precision)
-                if total is not None and probs.device != total.device:  # an OOM fallback moved one to CPU
-                    total, probs = total.cpu(), probs.cpu()
-                total = probs if total is None else total.add_(probs)
+                logits = sliding_window_predict(net, data, self.patch_size, self.num_classes, self.step, mirror,
+                                                self.device, precision=self.precision, nonlinearity=None)
+                if total is not None and logits.device != total.device:  # an OOM fallback moved one to CPU
+                    total, logits = total.cpu(), logits.cpu()
+                total = logits if total is None else total.add_(logits)
             assert total is not None
-            return total.div_(len(self.networks)) if len(self.networks) > 1 else total
+            if len(self.networks) > 1:
+                total.div_(len(self.networks))
+            return apply_nonlinearity(total, self.label_spec.nonlinearity)
 
     def predict(self, case: PreprocessedCase) -> torch.Tensor:
         """Probabilities of a preprocessed case (runs the previous stage first for a cascade)."""
@@ -122,7 +137,7 @@ class Predictor:
             if case.previous is None:
                 raise ValueError(f"cascade case {case.case_id} lacks the previous stage's preprocessing")
             low = self.previous.predict(case.previous)
-            onehot = previous_stage_onehot(low, case.data.shape[1:])
+            onehot = previous_stage_onehot(low, case.data.shape[1:], self.previous.label_spec)
             data = torch.cat([torch.from_numpy(case.data).to(onehot.device), onehot], dim=0)
         return self.predict_data(data)
 
@@ -137,7 +152,7 @@ class Predictor:
 
         # torch tensors go as they are: the export resamples them with torch, on the GPU if they live there
         export_prediction(probabilities, case.properties, self.model.plans, self.model.config, Path(out_path),
-                          self.file_ending, save_probabilities=save_probabilities, labels=self.model.labels,
+                          self.file_ending, save_probabilities=save_probabilities, labels=self.label_spec,
                           postprocess=postprocess)
 
     def predict_case(self, image_paths: list[Path], case_id: str = "case") -> tuple[np.ndarray, dict[str, Any]]:

@@ -5,11 +5,13 @@ Rules implemented here:
   per axis ``n = ceil((size - patch) / (step * patch)) + 1`` windows whose starts are rounded from an
   even spacing between 0 and ``size - patch`` (so the first and last window touch the borders);
 - images smaller than the patch are zero-padded (centred) to one patch and the padding is cut off after;
-- every window's softmax is weighted by a Gaussian importance map (sigma = patch / 8 per axis, peak 1,
-  zeros replaced by the smallest non-zero value so no voxel has weight 0); weighted softmax and weights
+- every window's logits are weighted by a Gaussian importance map (sigma = patch / 8 per axis, peak 1,
+  zeros replaced by the smallest non-zero value so no voxel has weight 0); weighted logits and weights
   are accumulated and divided at the end;
 - mirroring test-time augmentation over every subset of ``mirror_axes`` (8 passes for 3 axes, 4 for 2):
-  input flipped, output flipped back, softmax averaged over the passes;
+  input flipped, output flipped back, logits averaged over the passes;
+- the nonlinearity (``softmax`` over classes, ``sigmoid`` per region for region datasets, or none to
+  keep logits) is applied once, to the accumulated logits;
 - a 2D network (patch of length 2) predicts slice by slice over z: it is a 3D sliding window whose
   patch is one voxel thick along z, the slice axis squeezed away for the forward pass.
 
@@ -19,8 +21,10 @@ the network's device, inference runs under ``torch.inference_mode`` and under th
 If the accumulators do not fit in GPU memory the whole case is redone
 with CPU accumulators (windows still run on the GPU); an OOM inside a forward pass halves the batch.
 
-Softmax (not logits) is accumulated because that is what the paper describes and what fold ensembling
-averages; the difference with logit accumulation is below the argmax's sensitivity in practice.
+Logits (not probabilities) are accumulated over windows and mirror passes, and the nonlinearity comes
+last, as nnU-Net v2 does (``predict_sliding_window_return_logits``, then the label manager's
+``apply_inference_nonlin``); the fold ensemble of :class:`toolkit.inference.predictor.Predictor`
+likewise averages the folds' logits before the nonlinearity.
 """
 
 from __future__ import annotations
@@ -37,6 +41,18 @@ import torch.nn.functional as F
 from toolkit.precision import autocast, resolve_inference_precision
 
 SIGMA_SCALE = 1.0 / 8
+NONLINEARITIES = ("softmax", "sigmoid", None)
+
+
+def apply_nonlinearity(logits: torch.Tensor, nonlinearity: str | None, dim: int = 0) -> torch.Tensor:
+    """Probabilities from logits: softmax over ``dim``, sigmoid per channel, or the logits (None)."""
+    if nonlinearity == "softmax":
+        return torch.softmax(logits, dim=dim)
+    if nonlinearity == "sigmoid":
+        return torch.sigmoid(logits)
+    if nonlinearity is None:
+        return logits
+    raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
 
 
 def window_starts(image_size: Sequence[int], patch_size: Sequence[int], step: float | Sequence[float]
@@ -120,7 +136,7 @@ def _chunks(items: list, n: int) -> Iterator[list]:
 
 def _predict_tta(network: torch.nn.Module, x: torch.Tensor, variants: list[tuple[int, ...]],
                  device: torch.device, policy: str = "fp32") -> torch.Tensor:
-    """Softmax of a batch of windows averaged over the mirror passes: (B, K, *spatial) float32."""
+    """Logits of a batch of windows averaged over the mirror passes: (B, K, *spatial) float32."""
     total = None
     with autocast(policy, device.type):
         for axes in variants:
@@ -128,7 +144,7 @@ def _predict_tta(network: torch.nn.Module, x: torch.Tensor, variants: list[tuple
             out = network(torch.flip(x, dims) if dims else x)
             if isinstance(out, (list, tuple)):  # deep supervision left on: highest resolution first
                 out = out[0]
-            prob = torch.softmax(out.float(), dim=1)
+            prob = out.float()
             if dims:
                 prob = torch.flip(prob, dims)
             total = prob if total is None else total.add_(prob)
@@ -157,7 +173,7 @@ def _accumulate(network: torch.nn.Module, data: torch.Tensor, windows: list[tupl
                 gauss: torch.Tensor, is_2d: bool, variants: list[tuple[int, ...]], num_classes: int,
                 device: torch.device, results_device: torch.device, batch: int, policy: str = "fp32"
                 ) -> torch.Tensor:
-    """Run every window, accumulate weighted softmax and weights on ``results_device``, divide."""
+    """Run every window, accumulate weighted logits and weights on ``results_device``, divide."""
     acc = torch.zeros((num_classes, *data.shape[1:]), dtype=torch.float32, device=results_device)
     weights = torch.zeros(data.shape[1:], dtype=torch.float32, device=results_device)
     gauss = gauss.to(results_device)
@@ -188,15 +204,18 @@ def _accumulate(network: torch.nn.Module, data: torch.Tensor, windows: list[tupl
 def sliding_window_predict(network: torch.nn.Module, data: torch.Tensor | np.ndarray, patch_size: Sequence[int],
                            num_classes: int, step: float = 0.5, mirror_axes: Sequence[int] | None = (0, 1, 2),
                            device: torch.device | str | None = None, batch_windows: int | None = None,
-                           precision: str = "auto") -> torch.Tensor:
-    """Softmax probabilities (K, z, y, x) float32 of a preprocessed case ``data`` (c, z, y, x).
+                           precision: str = "auto", nonlinearity: str | None = "softmax") -> torch.Tensor:
+    """Probabilities (K, z, y, x) float32 of a preprocessed case ``data`` (c, z, y, x).
 
     ``patch_size`` has 3 entries for a 3D network, 2 for a 2D one (then slice by slice over z);
     ``mirror_axes`` index the network's spatial axes ((0, 1) for 2D), None or () disables TTA;
     ``device`` is where the network runs (default: where its parameters are). The result lives on
     that device unless the accumulators had to fall back to the CPU; callers ``.cpu()`` as needed.
     ``precision``: auto | fp32 | mixed (toolkit.precision.resolve_inference_precision).
+    ``nonlinearity``: ``softmax`` (classes), ``sigmoid`` (regions) or None for the averaged logits.
     """
+    if nonlinearity not in NONLINEARITIES:
+        raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
     if isinstance(data, np.ndarray) and not data.flags.writeable:  # memory-mapped: torch wants writable
         data = np.array(data, dtype=np.float32)
     data = torch.as_tensor(data)
@@ -226,6 +245,6 @@ def sliding_window_predict(network: torch.nn.Module, data: torch.Tensor | np.nda
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             probs = _accumulate(*args, results_device=torch.device("cpu"), batch=batch_windows, policy=policy)
-    if tuple(probs.shape[1:]) == tuple(data.shape[1:]):
-        return probs
-    return probs[(slice(None), *crop)].contiguous()  # copy, so the padded buffer is freed
+    if tuple(probs.shape[1:]) != tuple(data.shape[1:]):
+        probs = probs[(slice(None), *crop)].contiguous()  # copy, so the padded buffer is freed
+    return apply_nonlinearity(probs, nonlinearity)

@@ -3,8 +3,9 @@
 For every validation case of the fold (``<WORK>/<ds>/splits_final.json``), the fold's network predicts
 the preprocessed data with full inference settings (sliding window, step 0.5, mirroring TTA), exports
 ``fold_<k>/validation/<case><ending>`` and ``<case>.npz`` probabilities in the original geometry, and
-``summary.json`` holds per-case, per-class metrics against the raw reference labels (Dice, IoU, counts,
-volumes; surface metrics are left to the cross-validation summary to keep the end of training short).
+``summary.json`` holds per-case metrics per class (or per region, for a region dataset; ignored voxels
+excluded) against the raw reference labels (Dice, IoU, counts, volumes; surface metrics are left to the
+cross-validation summary to keep the end of training short).
 
 Cascade: a configuration that is another one's ``previous_stage`` also saves each case's probabilities
 on its preprocessed grid for the full-res stage (``validation/next_stage/``); a cascade full-res fold
@@ -21,7 +22,7 @@ import torch
 
 from toolkit.dataset.folds import NO_VALIDATION
 from toolkit.errors import SegkitError
-from toolkit.evaluation.evaluate import evaluate_cases, foreground_labels, ignore_label
+from toolkit.evaluation.evaluate import evaluate_spec_cases, evaluation_spec
 from toolkit.inference.cascade import load_previous_stage, next_stage_path, save_next_stage
 from toolkit.inference.model_folder import CHECKPOINT, ModelFolder, load_network
 from toolkit.inference.predictor import Predictor, PreprocessedCase
@@ -113,9 +114,6 @@ def predict_validation(fold_dir: str | Path, dataset_root: str | Path | None = N
 
 
 def _summarize(triples: list, dataset_json: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    labels = foreground_labels(dataset_json)
-    summary = evaluate_cases(triples, list(labels), ignore=ignore_label(dataset_json), surface_metrics=False,
-                             desc=None)
-    summary["labels"] = {str(v): n for v, n in labels.items()}
+    summary = evaluate_spec_cases(triples, evaluation_spec(dataset_json), surface_metrics=False, desc=None)
     atomic_write_json(out_dir / "summary.json", summary)
     return summary

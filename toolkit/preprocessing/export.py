@@ -1,8 +1,10 @@
-"""Predictions back to the raw image: resample, argmax, paste, write with the input's exact geometry.
+"""Predictions back to the raw image: resample, label map, paste, write with the input's exact geometry.
 
-Probabilities (K, *working axes) at the plan's spacing are resampled to the cropped original shape
-(linear, nearest along the separate-z axis, docs/method.md 1.3), arg-maxed, mapped from channel index to
-label value, pasted into the uncropped volume (background outside the crop box), transposed back from
+Probabilities (C, *working axes) at the plan's spacing are resampled to the cropped original shape
+(linear, nearest along the separate-z axis, docs/method.md 1.3), turned into a label map by the label
+model (:meth:`toolkit.dataset.labels.LabelSpec.probabilities_to_seg`: argmax mapped to label values, or
+regions thresholded at 0.5 painted in ``regions_class_order``), pasted into the uncropped volume
+(background outside the crop box), transposed back from
 working to input axis order (the case's ``transpose_forward``, toolkit/planning/axes.py) and written
 with the geometry recorded at preprocessing time, so the file overlays the input exactly.
 
@@ -20,16 +22,16 @@ torch on the whole volume at once 53.6 s, +6482 MiB.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from toolkit.dataset.labels import LabelSpec, label_spec
 from toolkit.io.atomic import atomic_write_path
 from toolkit.io.images import Geometry, write_image
 from toolkit.planning.axes import IDENTITY, array_to_input
-from toolkit.preprocessing.preprocess import foreground_label_values
 from toolkit.preprocessing.resampling import (
     axis_orders,
     grid_coords,
@@ -135,17 +137,21 @@ def _to_original_ndim(array: np.ndarray, geometry: Geometry, lead: int, properti
 
 
 def resample_probabilities_to_original(probabilities: Any, properties: dict, plans: dict, config: str,
-                                       backend: str = "auto") -> np.ndarray:
-    """(K, z, y, x) float32 probabilities on the original, uncropped grid in the input's axis order
-    (background 1 outside the box).
+                                       backend: str = "auto", labels: LabelSpec | None = None) -> np.ndarray:
+    """(C, z, y, x) float32 probabilities on the original, uncropped grid in the input's axis order.
 
-    ``config`` is accepted for the signature of docs/interfaces.md "Python API"; the spacings come from ``properties``.
+    Outside the crop box: background 1 for classes, every region 0 (``labels``; without it channel 0
+    is taken for background). ``config`` is accepted for the signature of
+    docs/interfaces.md "Python API"; the spacings come from ``properties``.
     """
     _check_shape(probabilities, properties)
     geometry, spacing, new_spacing, threshold = _geometry_and_spacings(properties, plans)
     k = probabilities.shape[0]
     full = np.zeros((k, *properties["shape_before_crop"]), dtype=np.float32)
-    full[0] = 1.0
+    if labels is None:
+        full[0] = 1.0
+    else:
+        full[:] = labels.outside_probabilities().reshape((k,) + (1,) * (full.ndim - 1))
     box = _paste_slices(properties)
     inner = full[(slice(None), *box)]
     for (o0, o1), slab in iter_resampled(probabilities, tuple(properties["shape_after_crop"]), spacing,
@@ -154,12 +160,21 @@ def resample_probabilities_to_original(probabilities: Any, properties: dict, pla
     return _to_original_ndim(full, geometry, 1, properties)
 
 
-def _label_lut(plans: dict, labels: list[int] | None, k: int) -> np.ndarray:
-    values = labels if labels is not None else [0, *foreground_label_values(plans)]
-    if len(values) != k:
-        raise ValueError(f"{k} probability channels but {len(values)} label values {values}")
-    dtype = np.uint8 if max(values) < 256 and min(values) >= 0 else np.int16
-    return np.asarray(values, dtype=dtype)
+def _label_model(plans: dict, labels: LabelSpec | Sequence[int] | None, k: int) -> LabelSpec:
+    """The label model of the export: given, or a plain list of channel label values, or the plan's labels."""
+    if isinstance(labels, LabelSpec):
+        spec = labels
+    elif labels is not None:
+        values = [int(v) for v in labels]
+        spec = label_spec({"background": 0, **{f"label {v}": v for v in values if v != 0}})
+        if [0, *sorted(v for v in values if v != 0)] != values:
+            raise ValueError(f"channel label values {values} must be 0 then ascending")
+    else:
+        spec = label_spec(plans["labels"], plans.get("regions_class_order"))
+    if spec.num_outputs != k:
+        raise ValueError(f"{k} probability channels but the label model has {spec.num_outputs} outputs "
+                         f"(label values {list(spec.all_labels)})")
+    return spec
 
 
 def _segmentation_path(out_path: Path, file_ending: str) -> Path:
@@ -168,33 +183,35 @@ def _segmentation_path(out_path: Path, file_ending: str) -> Path:
 
 
 def export_prediction(probabilities: Any, properties: dict, plans: dict, config: str, out_path: Path,
-                      file_ending: str, save_probabilities: bool = False, labels: list[int] | None = None,
-                      backend: str = "auto", postprocess: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+                      file_ending: str, save_probabilities: bool = False,
+                      labels: LabelSpec | Sequence[int] | None = None, backend: str = "auto",
+                      postprocess: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
     """Write the segmentation ``out_path`` (+ ``<case>.npz`` with ``probabilities`` when asked).
 
-    ``out_path`` may carry ``file_ending`` or not; ``labels`` maps channel index -> label value
-    (default: background then the plan's sorted foreground values). ``postprocess`` maps the label
+    ``out_path`` may carry ``file_ending`` or not; ``labels`` is the label model (a
+    :class:`LabelSpec`, or the label value of each softmax channel; default: the plan's ``labels``
+    and ``regions_class_order``). ``postprocess`` maps the label
     volume before its one atomic write, so no un-postprocessed file ever lies at ``out_path``
     (a resumed ``segkit predict`` skips cases whose output exists).
     """
     _check_shape(probabilities, properties)
-    lut = _label_lut(plans, labels, probabilities.shape[0])
+    spec = _label_model(plans, labels, probabilities.shape[0])
     seg_path = _segmentation_path(out_path, file_ending)
     geometry = Geometry.from_json(properties["geometry"])
     if save_probabilities:
-        full = resample_probabilities_to_original(probabilities, properties, plans, config, backend)
-        seg = lut[np.argmax(full, axis=0)]
+        full = resample_probabilities_to_original(probabilities, properties, plans, config, backend, spec)
+        seg = spec.probabilities_to_seg(full)
         npz = seg_path.with_name(seg_path.name[: -len(file_ending)] + ".npz")
         with atomic_write_path(npz, suffix=".npz") as tmp:
             np.savez_compressed(tmp, probabilities=full)
         del full
     else:
         _, spacing, new_spacing, threshold = _geometry_and_spacings(properties, plans)
-        seg = np.zeros(properties["shape_before_crop"], dtype=lut.dtype)
+        seg = np.zeros(properties["shape_before_crop"], dtype=np.uint8 if max(spec.all_labels) < 256 else np.uint16)
         inner = seg[_paste_slices(properties)]
         for (o0, o1), slab in iter_resampled(probabilities, tuple(properties["shape_after_crop"]), spacing,
                                              new_spacing, threshold, backend):
-            inner[o0:o1] = lut[np.argmax(slab, axis=0)]
+            inner[o0:o1] = spec.probabilities_to_seg(slab)
         seg = _to_original_ndim(seg, geometry, 0, properties)
     if postprocess is not None:
         seg = postprocess(seg)

@@ -46,19 +46,21 @@ def _volume_ml(case: dict, key: str) -> float | None:
     return sum(values) / 1000.0 if values and all(v is not None for v in values) else None
 
 
-def _draw(case: dict, dataset: Path, ending: str, names: dict[int, str], path: Path) -> bool:
+def _draw(case: dict, dataset: Path, ending: str, names: dict[str, str], path: Path) -> bool:
     """Draw the overlay of one case; False (no image) when an input file is gone."""
     image_file = dataset / "imagesTr" / f"{case['case']}_0000{ending}"
     files = (image_file, Path(case["reference_file"]), Path(case["prediction_file"]))
     if not all(f.is_file() for f in files):
         return False
     image, ref, pred = (read_image(f)[0] for f in files)
-    dice = ", ".join(f"{names.get(int(lb), lb)} {num(m.get('Dice'), 3)}" for lb, m in case["metrics"].items())
-    overlay(image, ref, pred, f"{case['case']}: mean fg Dice {num(case_score(case), 3)} ({dice})", path, names)
+    dice = ", ".join(f"{names.get(lb, lb)} {num(m.get('Dice'), 3)}" for lb, m in case["metrics"].items())
+    value_names = {int(k): v for k, v in names.items() if k.isdigit()}  # label values; regions are not values
+    overlay(image, ref, pred, f"{case['case']}: mean fg Dice {num(case_score(case), 3)} ({dice})", path,
+            value_names)
     return True
 
 
-def _overlays(ordered: list[dict], dataset: Path | None, wd: WorkDir, names: dict[int, str], out: Path) -> dict:
+def _overlays(ordered: list[dict], dataset: Path | None, wd: WorkDir, names: dict[str, str], out: Path) -> dict:
     """Case id -> overlay file name (relative to the report), for the worst cases and the best one."""
     folder = out / "overlays"
     shutil.rmtree(folder, ignore_errors=True)  # stale overlays of an earlier selection must not be linked
@@ -76,7 +78,7 @@ def _overlays(ordered: list[dict], dataset: Path | None, wd: WorkDir, names: dic
     return drawn
 
 
-def cases_section(selection: dict | None, wd: WorkDir, dataset: Path | None, names: dict[int, str],
+def cases_section(selection: dict | None, wd: WorkDir, dataset: Path | None, names: dict[str, str],
                   out: Path) -> str:
     """The table (all cases, worst first) with links to the overlays that were drawn."""
     if selection is None:
@@ -92,10 +94,10 @@ def cases_section(selection: dict | None, wd: WorkDir, dataset: Path | None, nam
         score = case_score(case)
         rows.append([esc(rank), esc(case["case"]), esc(folds.get(case["case"], "-")),
                      num(None if math.isnan(score) else score),
-                     *[num(metrics.get(str(lb), {}).get("Dice")) for lb in sorted(names)],
+                     *[num(metrics.get(lb, {}).get("Dice")) for lb in names],
                      num(_volume_ml(case, "volume_ref_mm3"), 2), num(_volume_ml(case, "volume_pred_mm3"), 2),
                      f"<a href='{esc(quote(link))}'>overlay</a>" if link else "-"])
-    header = ["#", "case", "fold", "mean fg Dice", *[f"Dice {names[lb]}" for lb in sorted(names)],
+    header = ["#", "case", "fold", "mean fg Dice", *[f"Dice {names[lb]}" for lb in names],
               "ref fg ml", "pred fg ml", "overlay"]
     intro = (f"<p class=note>{len(ordered)} cross-validation case(s) of {esc(selection['winner']['name'])}, "
              "before postprocessing, worst first. '-' Dice: class absent from both prediction and reference.")

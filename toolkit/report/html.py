@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.dataset.labels import dataset_label_spec, target_key
+from toolkit.errors import SegkitError
 from toolkit.io.atomic import atomic_write_path, read_json
 from toolkit.report.cases import cases_section
 from toolkit.report.curves import curves_section
@@ -61,13 +63,21 @@ def _plans_section(wd: WorkDir) -> str:
     return f"<pre>{esc(format_plans_table(read_json(wd.plans)))}</pre>"
 
 
-def _cv_section(summaries: dict[str, dict], names: dict[int, str], out: Path) -> str:
+def _target_names(dataset_json: dict) -> dict[str, str]:
+    """Metric key -> name of every evaluated class or region, in output order ({} without usable labels)."""
+    try:
+        return dataset_label_spec(dataset_json).names_by_key()
+    except SegkitError:
+        return {}
+
+
+def _cv_section(summaries: dict[str, dict], names: dict[str, str], out: Path) -> str:
     if not summaries:
         return "<p class=note>No cross-validation results yet (segkit select).</p>"
-    header = ["configuration", "cases", *[f"Dice {names[lb]}" for lb in sorted(names)], "mean fg Dice", "mean fg HD95"]
+    header = ["configuration", "cases", *[f"Dice {names[lb]}" for lb in names], "mean fg Dice", "mean fg HD95"]
     rows = []
     for config, s in summaries.items():
-        per_class = [num(s["mean"][str(lb)].get("Dice")) for lb in sorted(names)]
+        per_class = [num(s["mean"][lb].get("Dice")) for lb in names]
         rows.append([esc(config), esc(len(s["per_case"])), *per_class, num(s["foreground_mean"].get("Dice")),
                      num(s["foreground_mean"].get("HD95"), 2)])
     box = ""
@@ -83,7 +93,7 @@ def _steps_section(selection: dict | None) -> str:
         return "<p class=note>No selection yet (segkit select).</p>"
     steps = []
     for st in selection["postprocessing"]["steps"]:
-        steps.append([esc(st["step"]), esc(",".join(map(str, st["labels"]))), "yes" if st["accepted"] else "no",
+        steps.append([esc(st["step"]), esc(",".join(target_key(lb) for lb in st["labels"])), "yes" if st["accepted"] else "no",
                       num(st["foreground_mean_before"]), num(st["foreground_mean_after"])])
     return ("<p class=note>Decided on the selected model's CV predictions.</p>"
             + table(["postprocessing step", "labels", "accepted", "fg Dice before", "fg Dice after"], steps))
@@ -101,7 +111,7 @@ def build_report(dataset: str | Path | None, work: str | Path | None, dataset_na
     out = wd.report
     out.mkdir(parents=True, exist_ok=True)
     ds = read_json(wd.dataset_json) if wd.dataset_json.is_file() else {"labels": {}}
-    names = {v: k for k, v in ds["labels"].items() if isinstance(v, int) and v != 0 and k.lower() != "ignore"}
+    names = _target_names(ds)
     summaries = {p.parent.name: read_json(p) for p in sorted((wd.root / "cv").glob("*/summary.json"))}
     selection = read_json(wd.selection) if wd.selection.is_file() else None
     content = {

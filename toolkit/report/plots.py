@@ -18,7 +18,7 @@ def _pyplot():
     return plt
 
 
-def dice_boxplot(per_config: dict[str, dict], class_names: dict[int, str], out: Path) -> Path:
+def dice_boxplot(per_config: dict[str, dict], class_names: dict[str, str], out: Path) -> Path:
     """One box per (configuration, class) of the per-case Dice values (empty-both cases excluded)."""
     plt = _pyplot()
     labels = sorted(class_names)
@@ -26,7 +26,7 @@ def dice_boxplot(per_config: dict[str, dict], class_names: dict[int, str], out: 
     data, ticks = [], []
     for config, summary in per_config.items():
         for lb in labels:
-            values = [c["metrics"][str(lb)].get("Dice") for c in summary["per_case"]]
+            values = [c["metrics"][lb].get("Dice") for c in summary["per_case"]]
             data.append([v for v in values if v is not None] or [np.nan])
             ticks.append(f"{config}\n{class_names[lb]}")
     ax.boxplot(data)
@@ -48,7 +48,7 @@ def _best_slice(ref: np.ndarray, pred: np.ndarray) -> int:
 
 
 def overlay(image: np.ndarray, ref: np.ndarray, pred: np.ndarray, title: str, out: Path,
-            names: dict[int, str] | None = None) -> Path:
+            names: dict[str, str] | None = None) -> Path:
     """Image slice with the reference and prediction contours; one colour per class value (legend)."""
     plt = _pyplot()
     if image.ndim == 2:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from toolkit.dataset.labels import target_key
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import read_json
 from toolkit.report.markup import esc, num, table
@@ -34,25 +35,26 @@ def _winner_dice(selection: dict, root: Path) -> dict[str, float | None]:
     return {k: v.get("Dice") for k, v in summary["mean"].items()}
 
 
-def postprocessing_text(decision: dict, names: dict[int, str]) -> str:
+def postprocessing_text(decision: dict, names: dict[str, str]) -> str:
     """The postprocessing decision in words."""
     parts = []
     if decision.get("keep_largest_foreground"):
         parts.append("keep the largest connected component of all foreground")
     for lb in decision.get("keep_largest_per_class", []):
-        parts.append(f"keep the largest component of {names.get(int(lb), lb)}")
+        key = target_key(lb)  # a label value, or a region's list of values
+        parts.append(f"keep the largest component of {names.get(key, key)}")
     return "; ".join(parts) if parts else "none (no step improved the CV Dice)"
 
 
-def _dice_table(selection: dict, names: dict[int, str], root: Path, test: dict | None) -> str:
+def _dice_table(selection: dict, names: dict[str, str], root: Path, test: dict | None) -> str:
     cv = _winner_dice(selection, root)
     pp = selection["postprocessing"]
     header = ["class", "CV Dice", "CV Dice after postprocessing"] + (["test Dice"] if test else [])
     rows = []
-    for lb in sorted(names):
-        row = [esc(f"{lb} {names[lb]}"), num(cv.get(str(lb))), num(pp["dice_after"].get(str(lb)))]
+    for lb in names:
+        row = [esc(f"{lb} {names[lb]}"), num(cv.get(lb)), num(pp["dice_after"].get(lb))]
         if test:
-            row.append(num(test["mean"].get(str(lb), {}).get("Dice")))
+            row.append(num(test["mean"].get(lb, {}).get("Dice")))
         rows.append(row)
     fg = ["<b>mean foreground</b>", f"<b>{num(selection['winner']['score'])}</b>",
           f"<b>{num(pp['foreground_mean_after'])}</b>"]
@@ -61,15 +63,15 @@ def _dice_table(selection: dict, names: dict[int, str], root: Path, test: dict |
     return table(header, [*rows, fg], cls="dice")
 
 
-def _candidates_table(selection: dict, names: dict[int, str]) -> str:
+def _candidates_table(selection: dict, names: dict[str, str]) -> str:
     winner = selection["winner"]["name"]
     cands = sorted(selection["candidates"], key=lambda c: -(c["score"] if c["score"] is not None else -1))
     rows = []
     for c in cands:
         per_class = c.get("dice_per_class", {})
         rows.append([esc(c["name"]), "ensemble" if c["ensemble"] else "single", esc(c["num_cases"]),
-                     *[num(per_class.get(str(lb))) for lb in sorted(names)], num(c["score"])])
-    header = ["candidate", "kind", "cases", *[f"Dice {names[lb]}" for lb in sorted(names)], "mean fg Dice"]
+                     *[num(per_class.get(lb)) for lb in names], num(c["score"])])
+    header = ["candidate", "kind", "cases", *[f"Dice {names[lb]}" for lb in names], "mean fg Dice"]
     return table(header, rows, highlight=[c["name"] for c in cands].index(winner))
 
 
@@ -85,7 +87,7 @@ def _headline(selection: dict, test: dict | None) -> str:
     return line + f".</p><p class=note>{esc(folds)}</p>"
 
 
-def summary_section(selection: dict | None, names: dict[int, str], root: Path,
+def summary_section(selection: dict | None, names: dict[str, str], root: Path,
                     test: dict | None, test_path: Path | None) -> str:
     """Headline, Dice per class (CV, CV after postprocessing, test), postprocessing, candidates."""
     if selection is None:

@@ -4,12 +4,14 @@
    and evaluated together (``summary.json``).
 2. Every pair of configurations is ensembled from the saved probabilities into ``ensembles/<a>+<b>/``
    and evaluated.
-3. Score = mean foreground Dice (mean over classes of the per-case Dice, empty-both cases excluded).
+3. Score = mean foreground Dice (mean over classes, or over regions for a region dataset, of the
+   per-case Dice, empty-both cases excluded; ignored voxels never count).
    The best score wins; a tie (within 1e-12) goes to the simpler candidate: a single configuration
    before an ensemble, and 2d < 3d_fullres < 3d_lowres < 3d_cascade_fullres.
    When folds are missing, candidates may cover different cases; they are then ranked on the cases
    all of them predicted (each one's score on all its own cases is kept beside), and this is said.
-4. The two-step largest-component postprocessing is decided on the winner's CV predictions.
+4. The two-step largest-component postprocessing is decided on the winner's CV predictions (per class,
+   or per region for a region dataset, toolkit.postprocessing.rules).
 
 Summaries are reused when the files they were computed from are unchanged, so re-running after a
 new fold finished only redoes what that fold touches.
@@ -22,8 +24,9 @@ import sys
 from pathlib import Path
 
 from toolkit.dataset.folds import NO_VALIDATION
+from toolkit.dataset.labels import target_key
 from toolkit.errors import SegkitError
-from toolkit.evaluation.evaluate import evaluate_cases, foreground_labels, ignore_label
+from toolkit.evaluation.evaluate import evaluate_spec_cases, evaluation_spec
 from toolkit.evaluation.summary import restrict
 from toolkit.io.atomic import atomic_write_json, read_json
 from toolkit.postprocessing.rules import decide_postprocessing
@@ -64,11 +67,9 @@ def _evaluate_cached(folder: Path, preds: dict[str, Path], sources: list[Path], 
         same_cases = sorted(c["case"] for c in old["per_case"]) == sorted(preds)
         if old.get("source_stamp") == digest and same_cases and old.get("tolerance_mm") == tolerance_mm:
             return old
-    labels = foreground_labels(ds)
-    summary = evaluate_cases([(c, preds[c], refs[c]) for c in sorted(preds)], list(labels), tolerance_mm or 0.0,
-                             ignore_label(ds), workers, surface_metrics=tolerance_mm is not None,
-                             desc=f"evaluate {folder.name}")
-    summary["labels"] = {str(v): n for v, n in labels.items()}
+    summary = evaluate_spec_cases([(c, preds[c], refs[c]) for c in sorted(preds)], evaluation_spec(ds),
+                                  tolerance_mm=tolerance_mm or 0.0, workers=workers,
+                                  surface_metrics=tolerance_mm is not None, desc=f"evaluate {folder.name}")
     summary["source_stamp"] = digest
     atomic_write_json(path, summary)
     return summary
@@ -130,12 +131,12 @@ def _ensemble_candidate(work: WorkDir, a: ConfigCV, b: ConfigCV, refs: dict[str,
                   and all(p.is_file() for p in preds.values()))
     if not up_to_date:
         preds = build_ensemble([a.probabilities, b.probabilities], a.predictions, folder, ending,
-                               [0, *foreground_labels(ds)], workers)
+                               evaluation_spec(ds), workers)
     summary = _evaluate_cached(folder, preds, sources, refs, ds, workers, tolerance_mm)
     return _candidate(folder.name, [a.name, b.name], folder, summary, work)
 
 
-def _score(candidates: list[dict], labels: list[int], warnings: list[str]) -> list[str]:
+def _score(candidates: list[dict], labels: list, warnings: list[str]) -> list[str]:
     """Set each candidate's ranking ``score``; returns the cases it was computed on."""
     case_sets = [{c["case"] for c in cand["summary"]["per_case"]} for cand in candidates]
     common = set.intersection(*case_sets)
@@ -171,17 +172,19 @@ def select(work: WorkDir, references: dict[str, Path], dataset_json: dict, worke
         only_all = any((work.root / "models").glob("*/fold_all"))
         raise SegkitError("no finished validation fold of any configuration; train first" +
                           (f" (fold all is no candidate: {NO_VALIDATION})" if only_all else ""), work.root / "models")
-    labels = list(foreground_labels(dataset_json))
+    spec = evaluation_spec(dataset_json)
+    labels = list(spec.regions)
     candidates = _build_candidates(work, usable, references, dataset_json, workers, tolerance_mm)
     common = _score(candidates, labels, warnings)
     winner = choose_best(candidates)
     folder = work.root / winner["folder"]
     cases = [(c["case"], Path(c["prediction_file"]), Path(c["reference_file"]))
              for c in winner["summary"]["per_case"]]
-    pp = decide_postprocessing(cases, labels, ignore_label(dataset_json), workers)
+    pp = decide_postprocessing(cases, spec, workers=workers)
     result = {
         "dataset": work.root.name,
-        "metric": "mean over foreground classes of the mean per-case Dice (empty-both cases excluded)",
+        "metric": f"mean over foreground {'regions' if spec.has_regions else 'classes'} of the mean per-case "
+                  "Dice (empty-both cases excluded)",
         "num_folds": num_folds,
         "folds": {cv.name: cv.folds_json() for cv in cvs},
         "complete": all(not cv.folds_missing for cv in cvs),
@@ -220,7 +223,7 @@ def format_selection(result: dict) -> str:
         lines.append(f"{c['name']:40s} {c['num_cases']:>5d} {score:>8s}{mark}")
     lines.append("postprocessing (largest connected component):")
     for step in result["postprocessing"]["steps"]:
-        what = "all foreground" if step["step"].endswith("foreground") else f"class {step['labels'][0]}"
+        what = "all foreground" if step["step"].endswith("foreground") else f"class {target_key(step['labels'][0])}"
         before = ", ".join(f"{k}: {_f(v)}" for k, v in step["dice_before"].items())
         after = ", ".join(f"{k}: {_f(v)}" for k, v in step["dice_after"].items())
         lines.append(f"  {what:16s} {'accepted' if step['accepted'] else 'rejected':8s} "

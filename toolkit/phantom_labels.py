@@ -55,22 +55,20 @@ def make_region_case(rng: np.random.Generator, extent_mm=DEFAULT_EXTENT_MM) -> t
 
 
 def scribbles(label: np.ndarray, ignore: int, rng: np.random.Generator) -> np.ndarray:
-    """Sparse annotation of a full label map: on every few z slices, a thin cross (3 voxels wide in y
-    and in x) through each labelled structure's centre and a ring of background around the body; every
-    other voxel gets ``ignore``. Each label present keeps some annotated voxels."""
+    """Sparse annotation of a full label map: on every third z slice, a thin cross (3 voxels wide, along
+    y and along x) through each structure's centre, and for background the same cross through the slice
+    centre; every other voxel gets ``ignore``."""
     out = np.full(label.shape, ignore, dtype=label.dtype)
     zs = range(int(rng.integers(0, 3)), label.shape[0], 3)
     for z in zs:
         sl = label[z]
         for value in np.unique(sl):
             ys, xs = np.nonzero(sl == value)
-            if value == 0:  # background: the image border rows and columns
-                keep = np.zeros(sl.shape, bool)
-                keep[:2], keep[-2:], keep[:, :2], keep[:, -2:] = True, True, True, True
-            else:
-                cy, cx = int(np.median(ys)), int(np.median(xs))
-                keep = np.zeros(sl.shape, bool)
-                keep[max(cy - 1, 0): cy + 2], keep[:, max(cx - 1, 0): cx + 2] = True, True
+            # background: the cross through the slice centre (between organ and body edge, and outside);
+            # a structure: the cross through its own centre
+            cy, cx = (sl.shape[0] // 2, sl.shape[1] // 2) if value == 0 else (int(np.median(ys)), int(np.median(xs)))
+            keep = np.zeros(sl.shape, bool)
+            keep[max(cy - 1, 0): cy + 2], keep[:, max(cx - 1, 0): cx + 2] = True, True
             keep &= sl == value
             out[z][keep] = value
     return out

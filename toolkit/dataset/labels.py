@@ -1,7 +1,7 @@
 """What the network predicts, read from ``dataset.json`` ``labels`` (nnU-Net v2's label conventions).
 
-Three kinds of label declaration exist, all in nnU-Net v2's raw format (docs/interfaces.md
-"Region labels and the ignore label"):
+Three kinds of label declaration exist, all in nnU-Net v2's raw format
+(docs/interfaces.md "Region labels and the ignore label"):
 
 - plain classes ``{"background": 0, "liver": 1, "tumour": 2}``: one softmax output per label value
   (background included), the prediction is the argmax;

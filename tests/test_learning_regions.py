@@ -113,7 +113,8 @@ def test_real_brats_cases_train_with_brats_regions(shared_data, tmp_path):
     _prepare(ds, tmp_path / "work", patch=[128, 128])
     dice = _train(ds, tmp_path / "work", epochs=4, iters=10, batch_size=4)
     print("BraTS pseudo-Dice per epoch (whole tumour, tumour core, enhancing tumour):", dice)
-    assert max(d[0] for d in dice) > 0.3
+    # measured (2 shared cores, 158 s with preprocessing): whole tumour 0.13, 0.27, 0.44, 0.50 over the epochs
+    assert len(dice[-1]) == 3 and max(d[0] for d in dice) > 0.3
 
 
 def _full_copy(scribble: Path, out: Path) -> Path:

@@ -113,8 +113,8 @@ def test_interrupted_single_run_resumes_on_two_ranks(tmp_path, single_run, monke
     setup = resolve_training(root, work, "3d_fullres", 0)
     real_plot = trainer_mod.plot_progress
 
-    def plot_then_interrupt(logs, path):
-        real_plot(logs, path)
+    def plot_then_interrupt(logs, path, *names):
+        real_plot(logs, path, *names)
         if len(logs["lr"]) == 1:
             os.kill(os.getpid(), signal.SIGINT)
 

@@ -95,7 +95,7 @@ def test_status_shows_a_plain_train_run_as_training(tmp_path, monkeypatch):
     seen = []
     real_plot = trainer_mod.plot_progress
 
-    def plot_and_poll(logs, path):
+    def plot_and_poll(logs, path, *names):
         real_plot(logs, path)
         wd = WorkDir.for_dataset(tmp_path / "work", tmp_path / "Dataset999_Synth")
         seen.append({r["job"]: r for r in status_rows(wd)}["train/3d_fullres/0"])

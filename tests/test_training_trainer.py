@@ -33,8 +33,8 @@ def test_resume_after_interrupt_matches_uninterrupted_run(tmp_path, monkeypatch)
     root_b, work_b = make_work(tmp_path / "b")
     real_plot = trainer_mod.plot_progress
 
-    def plot_then_interrupt(logs, path):
-        real_plot(logs, path)
+    def plot_then_interrupt(logs, path, *names):
+        real_plot(logs, path, *names)
         if len(logs["lr"]) == 2:  # SIGINT arrives during epoch 3
             os.kill(os.getpid(), signal.SIGINT)
 

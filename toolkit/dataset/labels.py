@@ -133,12 +133,14 @@ def _values(name: str, value: Any, where: Path | None) -> tuple[int, ...]:
 
 
 def label_spec(labels: dict[str, Any], regions_class_order: Sequence[int] | None = None,
-               where: Path | None = None) -> LabelSpec:
+               where: Path | None = None, require_order: bool = True) -> LabelSpec:
     """Validate ``dataset.json`` ``labels`` (+ ``regions_class_order``) into a :class:`LabelSpec`.
 
     Raises :class:`SegkitError` (naming ``where``) for the declarations nnU-Net v2 rejects: no
     background 0, an ignore label that is a list or not the highest value, regions without a
-    ``regions_class_order`` of one entry per foreground region.
+    ``regions_class_order`` of one entry per foreground region. ``require_order=False`` accepts
+    regions without an order (the spec's ``regions_class_order`` is then None): for callers that
+    never paint a label map, such as preprocessing, which reads only the plans' ``labels``.
     """
     if labels.get("background") != 0 or isinstance(labels.get("background"), bool):
         raise SegkitError("labels must declare \"background\": 0", where)
@@ -161,6 +163,8 @@ def label_spec(labels: dict[str, Any], regions_class_order: Sequence[int] | None
         outputs = tuple((names[v], (v,)) for v in all_labels)
         return LabelSpec(all_labels, outputs, False, None, ignore)
     outputs = tuple((name, values) for name, values in declared.items() if set(values) != {0})
+    if regions_class_order is None and not require_order:
+        return LabelSpec(all_labels, outputs, True, None, ignore)
     if regions_class_order is None:
         raise SegkitError("region labels (lists) need \"regions_class_order\" in dataset.json", where)
     order = tuple(int(v) for v in regions_class_order)

@@ -4,7 +4,8 @@ Order of operations (as nnU-Net): transpose the axes into working order (``trans
 the coarsest axis first, toolkit/planning/axes.py) -> crop to the non-zero box -> normalise (the
 mask still fits the image voxel for voxel) -> resample image (cubic) and label (one-hot linear +
 argmax) to the plan's spacing with the separate-z rule -> sample up to 10,000 voxel locations per
-foreground label. The properties returned are everything export needs to go back to the raw grid
+foreground label (per foreground region for region labels, plus the annotated voxels when there is
+an ignore label: :func:`location_targets`). The properties returned are everything export needs to go back to the raw grid
 (docs/interfaces.md "Preprocessed cases"): every per-axis property is in working order (the stored
 arrays' order), ``transpose_forward`` records the permutation and ``geometry`` is the input's own.
 
@@ -14,7 +15,8 @@ Choices written down here because the spec is silent:
 - 2D input images (y, x) get a singleton z axis with spacing 999 (nnU-Net's convention); their
   geometry stays 2D and export drops the axis again.
 - 2d configuration: the plan's spacing has 2 entries (in-plane); z keeps its own spacing.
-- Label values not listed in the plan's labels are an input error, not silently kept.
+- Label values not listed in the plan's labels (regions' members and the ignore value included) are an
+  input error, not silently kept. The stored label map keeps the raw values (ignore included).
 - When the plan normalises some channel inside the non-zero mask (``use_mask_for_norm``), label-0
   voxels outside that mask are stored as -1 (``OUTSIDE_MASK``; nnU-Net marks them so, always), so
   that training can set those channels back to 0 there after augmentation (training/augment.py).
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.dataset.labels import LabelSpec, label_spec
 from toolkit.errors import SegkitError
 from toolkit.io.images import read_case_images, read_image
 from toolkit.planning.axes import array_to_working, plans_transpose, working_entry
@@ -53,7 +56,8 @@ def plan_entry(plans: dict, config: str) -> dict:
 
 
 def foreground_label_values(plans: dict) -> list[int]:
-    """Sorted foreground label values from the plans' ``labels`` {name: value}."""
+    """Sorted foreground label values from the plans' ``labels`` {name: value} (plain classes only;
+    preprocessing itself reads the label model, :func:`plans_label_spec`)."""
     values = []
     for name, value in plans.get("labels", {}).items():
         if isinstance(value, (list, tuple)):
@@ -95,8 +99,23 @@ def _read_case(image_paths: list[Path], label_path: Path | None):
     return data, seg, geometry, tuple(float(s) for s in spacing)
 
 
-def sample_class_locations(seg: np.ndarray, labels: list[int], seed: int) -> dict[str, list[list[int]]]:
-    """Up to ``MAX_LOCATIONS`` voxel coordinates (z, y, x) per foreground label, seeded.
+def location_targets(spec: LabelSpec) -> list[tuple[str, tuple[int, ...]]]:
+    """(``class_locations`` key, label values) of what foreground sampling draws from, as nnU-Net v2's
+    preprocessor collects them: each foreground label, or each foreground region (key "1,2,3": the
+    union of its values, so oversampling covers the union of the regions); with an ignore label also
+    every annotated voxel (key "-1,0,1,...": outside-mask, background and every label, nnU-Net's
+    ``annotated_classes_key``), which random patches are centred on. Ignore voxels are in none."""
+    targets = [(",".join(str(v) for v in values), values) for values in spec.regions]
+    if spec.has_ignore:
+        annotated = (OUTSIDE_MASK, *spec.all_labels)
+        targets.append((",".join(str(v) for v in annotated), annotated))
+    return targets
+
+
+def sample_class_locations(seg: np.ndarray, labels: list[int] | list[tuple[str, tuple[int, ...]]],
+                           seed: int) -> dict[str, list[list[int]]]:
+    """Up to ``MAX_LOCATIONS`` voxel coordinates (z, y, x) per foreground label (or per
+    :func:`location_targets` entry), seeded.
 
     Works on flat indices (8 bytes per voxel) rather than ``argwhere`` (24) for large classes.
     """
@@ -104,20 +123,30 @@ def sample_class_locations(seg: np.ndarray, labels: list[int], seed: int) -> dic
     flat = seg.reshape(-1)
     spatial = seg.shape[-3:]
     out: dict[str, list[list[int]]] = {}
-    for value in labels:
-        idx = np.flatnonzero(flat == value)
+    keyed = [(str(t), (int(t),)) if not isinstance(t, tuple) else t for t in labels]
+    for key, values in keyed:
+        idx = np.flatnonzero(flat == values[0] if len(values) == 1 else np.isin(flat, values))
         if len(idx) > MAX_LOCATIONS:
             idx = np.sort(rng.choice(idx, MAX_LOCATIONS, replace=False))
         coords = np.stack(np.unravel_index(idx, spatial), axis=1) if len(idx) else np.zeros((0, 3), int)
-        out[str(value)] = coords.astype(int).tolist()
+        out[key] = coords.astype(int).tolist()
     return out
 
 
-def _check_labels(seg: np.ndarray, labels: list[int], label_path: Path | None) -> None:
+def plans_label_spec(plans: dict) -> LabelSpec:
+    """The label model of the plans' ``labels`` (regions need no ``regions_class_order`` here)."""
+    labels = plans.get("labels", {"background": 0})
+    if not isinstance(labels, dict):
+        raise SegkitError("the plans' 'labels' is not an object; re-run `segkit plan`")
+    return label_spec(labels, plans.get("regions_class_order"), require_order=False)
+
+
+def _check_labels(seg: np.ndarray, spec: LabelSpec, label_path: Path | None) -> None:
+    allowed = set(spec.all_labels) | ({spec.ignore} if spec.has_ignore else set())
     present = {int(v) for v in np.unique(seg)}
-    unknown = sorted(present - set(labels) - {0})
+    unknown = sorted(present - allowed)
     if unknown:
-        raise SegkitError(f"label values {unknown} are not in the plan's labels {[0, *labels]}", label_path)
+        raise SegkitError(f"label values {unknown} are not in the plan's labels {sorted(allowed)}", label_path)
 
 
 def preprocess_case(
@@ -131,11 +160,11 @@ def preprocess_case(
     data = array_to_working(data, forward)
     seg = array_to_working(seg, forward) if seg is not None else None
     spacing = tuple(spacing[a] for a in forward)
-    labels = foreground_label_values(plans)
+    spec = plans_label_spec(plans)
     shape_before = data.shape[1:]
     data, seg, bbox, mask = crop_to_nonzero(data, seg)
     if seg is not None:
-        _check_labels(seg, labels, label_path)
+        _check_labels(seg, spec, label_path)
         if any(entry["use_mask_for_norm"]):
             seg = np.where((seg == 0) & ~mask[None], np.int16(OUTSIDE_MASK), seg)
     data = np.ascontiguousarray(data, dtype=np.float32)
@@ -161,5 +190,5 @@ def preprocess_case(
     }
     if seg is not None:
         seg = resample_segmentation(seg[0], new_shape, spacing, new_spacing, threshold)[None]
-        properties["class_locations"] = sample_class_locations(seg[0], labels, seed)
+        properties["class_locations"] = sample_class_locations(seg[0], location_targets(spec), seed)
     return data, seg, properties

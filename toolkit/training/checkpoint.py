@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from toolkit.dataset.labels import LabelSpec
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import atomic_write_path
 from toolkit.network.architecture import UNetSpec
@@ -57,6 +58,17 @@ def same_spec(saved: Any, spec: UNetSpec) -> bool:
         return UNetSpec.from_fields(saved) == spec
     except (KeyError, TypeError, ValueError):
         return False
+
+
+def label_fields(spec: LabelSpec) -> dict[str, Any]:
+    """The label model a checkpoint records (docs/interfaces.md "Model folder and checkpoints"):
+    ``label_outputs`` [[name, [values]], ...] one entry per output channel, ``has_regions``,
+    ``regions_class_order`` (None for classes) and ``ignore_label`` (None without one); ``labels``
+    (the label values) is written next to them as before."""
+    return {"label_outputs": [[name, list(values)] for name, values in spec.outputs],
+            "has_regions": spec.has_regions,
+            "regions_class_order": list(spec.regions_class_order) if spec.regions_class_order else None,
+            "ignore_label": spec.ignore}
 
 
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:

@@ -8,11 +8,13 @@ For the cascade the previous-stage masks are materialized first (see cascade.py)
 
 from __future__ import annotations
 
+from toolkit.preprocessing.preprocess import location_targets
 from toolkit.training.augment import OUTSIDE_MASK, sample_size
 from toolkit.training.loader import BatchLoader, BatchSpec
 from toolkit.training.options import TrainerOptions
 from toolkit.training.sampling import PatchSpec
 from toolkit.training.setup import TrainingSetup
+from toolkit.training.targets import sampler_values
 
 
 def _prepare_cascade(setup: TrainingSetup) -> str | None:
@@ -35,10 +37,13 @@ def make_loaders(setup: TrainingSetup, options: TrainerOptions, batch_size: int,
     final = tuple(int(p) for p in setup.plan["patch_size"])
     cascade = _prepare_cascade(setup)
     masked = tuple(c for c, m in enumerate(setup.plan.get("use_mask_for_norm") or []) if m)
+    keys = [key for key, _ in location_targets(setup.spec)]
+    annotated = keys.pop() if setup.spec.has_ignore else None  # location_targets puts it last
 
     def spec(cases: tuple[str, ...], size: tuple[int, ...], augment: bool, stream: int) -> BatchSpec:
-        patches = PatchSpec(str(setup.preprocessed), cases, final, size, batch_size, setup.labels,
-                            options.oversample_foreground, cascade, OUTSIDE_MASK if masked else 0)
+        patches = PatchSpec(str(setup.preprocessed), cases, final, size, batch_size, sampler_values(setup.spec),
+                            options.oversample_foreground, cascade, OUTSIDE_MASK if masked else 0,
+                            tuple(keys), annotated)
         return BatchSpec(patches, setup.num_classes, augment, options.seed, stream, rank, world_size,
                          options.augmentation, masked)
 

@@ -8,7 +8,8 @@ label sets):
   (the run's seed), and the log says which and why;
 - the output heads (``heads.*``, the 1x1 convolutions producing the class scores) are re-initialised
   whenever the checkpoint's label values differ from the target's, even if their shapes happen to
-  match (the same channel count then means other classes); with the same label set they are loaded.
+  match (the same channel count then means other classes), or when one predicts regions and the other
+  classes, or other regions; with the same label set they are loaded.
   Re-initialised means a fresh network's He initialisation, as nnU-Net leaves its segmentation layers:
   the first few fine-tuning iterations depend on that draw, the first epoch's mean loss is lower than
   from scratch (measured in tests/test_finetune.py);
@@ -91,13 +92,16 @@ def _check_channels(ckpt: dict[str, Any], image_channels: int, cascade_channels:
 
 
 def load_pretrained(network: torch.nn.Module, path: str | Path, labels: tuple[int, ...], image_channels: int,
-                    cascade_channels: int = 0) -> Transfer:
-    """Load matching tensors of ``path`` into ``network`` (in place) by the module's rules; return the report."""
+                    cascade_channels: int = 0, region_outputs: list | None = None) -> Transfer:
+    """Load matching tensors of ``path`` into ``network`` (in place) by the module's rules; return the report.
+    ``region_outputs``: the target's ``label_outputs`` when it predicts regions (None for classes)."""
     ckpt = _read(path)
     _check_channels(ckpt, image_channels, cascade_channels, path)
     theirs: dict[str, torch.Tensor] = ckpt["network_weights"]
     source_labels = ckpt.get("labels")
     same_labels = source_labels is not None and [int(v) for v in source_labels] == [int(v) for v in labels]
+    source_regions = ckpt.get("label_outputs") if ckpt.get("has_regions") else None
+    same_labels = same_labels and source_regions == region_outputs  # same values, other outputs: other heads
     head_reason = ("head re-initialised: label set differs "
                    f"({list(source_labels) if source_labels is not None else 'not recorded'} -> {list(labels)})")
     mine = network.state_dict()

@@ -7,6 +7,7 @@ point, which a plain line would not show at all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +33,24 @@ def format_duration(seconds: float) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-def epoch_line(logs: dict[str, list], epoch: int, epochs: int, eta_s: float | None = None) -> str:
-    """One line for the last logged epoch (1-based epoch number), with the fold's remaining time."""
-    dice = " ".join(f"{d:.4f}" for d in logs["pseudo_dice"][-1])
+def epoch_line(logs: dict[str, list], epoch: int, epochs: int, eta_s: float | None = None,
+               names: Sequence[str] | None = None) -> str:
+    """One line for the last logged epoch (1-based epoch number), with the fold's remaining time;
+    ``names`` (one per pseudo-Dice entry: the classes or regions) label the values."""
+    values = logs["pseudo_dice"][-1]
+    if names is not None and len(names) == len(values):
+        dice = ", ".join(f"{n}: {d:.4f}" for n, d in zip(names, values, strict=True))
+    else:
+        dice = " ".join(f"{d:.4f}" for d in values)
     eta = f"  fold ETA {format_duration(eta_s)}" if eta_s is not None else ""
     return (f"epoch {epoch}/{epochs}  train_loss {logs['train_loss'][-1]:.4f}  val_loss {logs['val_loss'][-1]:.4f}"
             f"  pseudo_dice [{dice}]  ema_dice {logs['ema_fg_dice'][-1]:.4f}  lr {logs['lr'][-1]:.6f}"
             f"  time {logs['epoch_time'][-1]:.1f}s{eta}")
 
 
-def progress_figure(logs: dict[str, list]) -> Any:
-    """Three panels: losses with pseudo-Dice (twin axis), learning rate, epoch time (a matplotlib Figure)."""
+def progress_figure(logs: dict[str, list], names: Sequence[str] | None = None) -> Any:
+    """Three panels: losses with pseudo-Dice (twin axis), learning rate, epoch time (a matplotlib Figure).
+    With ``names`` (the classes or regions) each one's pseudo-Dice is drawn too, thin and labelled."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,6 +66,9 @@ def progress_figure(logs: dict[str, list]) -> Any:
     twin = ax.twinx()
     twin.plot(x, logs["mean_fg_dice"], color="g", ls="dotted", label="pseudo dice", **MARKER)
     twin.plot(x, logs["ema_fg_dice"], color="g", label="pseudo dice (EMA)", **MARKER)
+    for i, name in enumerate(names or ()):
+        curve = [d[i] if i < len(d) else float("nan") for d in logs["pseudo_dice"]]
+        twin.plot(x, curve, lw=0.8, ls="--", label=f"pseudo dice {name}", **MARKER)
     twin.set_ylabel("pseudo dice")
     ax.legend(loc="upper left")
     twin.legend(loc="upper right")
@@ -71,9 +82,9 @@ def progress_figure(logs: dict[str, list]) -> Any:
     return fig
 
 
-def plot_progress(logs: dict[str, list], path: Path) -> None:
+def plot_progress(logs: dict[str, list], path: Path, names: Sequence[str] | None = None) -> None:
     """:func:`progress_figure`, written atomically to ``path``."""
-    fig = progress_figure(logs)  # selects the Agg backend before pyplot is imported here
+    fig = progress_figure(logs, names)  # selects the Agg backend before pyplot is imported here
     import matplotlib.pyplot as plt
 
     with atomic_write_path(path, suffix=".png") as tmp:

@@ -7,7 +7,10 @@ Rules (reference data loader, re-derived):
   indices, so the rule holds for the global batch, see loader.py): a random
   foreground class that has stored locations in ``properties["class_locations"]`` is chosen, then
   a random stored voxel of it, and the patch is centred there (clipped to the allowed range);
-  a case without any foreground falls back to a random patch;
+  a case without any foreground falls back to a random patch. For region labels the stored classes
+  are the regions (their union is the foreground, preprocess.py ``location_targets``);
+- with an ignore label, the other (random) samples are centred on a random *annotated* voxel (any
+  voxel not carrying the ignore label), as nnU-Net v2 does, so sparse annotations are still seen;
 - patches are drawn at the *sample size* (larger than the final patch, so that the rotation/scaling
   step has real image context; it centre-crops afterwards). A sample may extend
   ``(sample - final) / 2`` voxels past the image so that the final patch's centre can reach every
@@ -16,8 +19,9 @@ Rules (reference data loader, re-derived):
   inside that mask, so the augmentation resets padded voxels of those channels to 0 as well;
 - the 2D configuration stores 3D volumes; a 2D sample is one z slice (the forced slice holds the
   chosen foreground voxel);
-- label values are mapped to channel indices (channel i = i-th sorted label value) when the stored
-  values are not already 0..K-1; -1 (outside the non-zero mask, see preprocess.py) stays -1.
+- label values are mapped to indices (index i = i-th sorted label value, the ignore label after them,
+  see targets.py) when the stored values are not already 0..K-1; -1 (outside the non-zero mask, see
+  preprocess.py) stays -1.
 """
 
 from __future__ import annotations
@@ -82,10 +86,18 @@ class PatchSpec:
     final_size: tuple[int, ...]  # the network patch (2 or 3 axes)
     sample_size: tuple[int, ...]  # drawn size before the spatial transform (>= final_size)
     batch_size: int
-    labels: tuple[int, ...]  # label value of each output channel, background first
+    labels: tuple[int, ...]  # stored label value of each index the loss reads (targets.sampler_values)
     oversample: float = OVERSAMPLE_FOREGROUND
     cascade_folder: str | None = None  # predicted_next_stage/<previous config>/ (cascade only)
     seg_pad: int = 0  # label padding: -1 for plans that normalise inside the non-zero mask
+    foreground_keys: tuple[str, ...] | None = None  # class_locations keys of forced patches; None: labels[1:]
+    annotated_key: str | None = None  # ignore label: class_locations key of the annotated voxels
+
+    def forced_keys(self) -> frozenset[str]:
+        """The ``class_locations`` keys a foreground-forced patch may be centred on."""
+        if self.foreground_keys is not None:
+            return frozenset(self.foreground_keys)
+        return frozenset(str(int(v)) for v in self.labels[1:])
 
 
 class PatchSampler:
@@ -144,7 +156,7 @@ class PatchSampler:
               window: tuple[tuple[int, ...], tuple[int, ...]] | None) -> list[np.ndarray]:
         s = self.spec
         shape = arrays[0].shape[1:]
-        loc = _foreground_location(props, s.labels, rng) if force else None
+        loc = _centre(props, s, force, rng)
         if len(s.final_size) == 2:  # 2D: pick a slice, then a 2D box in (y, x)
             z = int(loc[0]) if loc is not None else int(rng.integers(shape[0]))
             arrays = [a[:, z] for a in arrays]
@@ -159,11 +171,23 @@ class PatchSampler:
         return [crop_with_pad(a, offset, size, s.seg_pad if i == 1 else 0) for i, a in enumerate(arrays)]
 
 
-def _foreground_location(props: dict, labels: tuple[int, ...], rng: np.random.Generator) -> np.ndarray | None:
-    """A random stored voxel of a random foreground class present in the case (None if none)."""
+def _centre(props: dict, spec: PatchSpec, force: bool, rng: np.random.Generator) -> np.ndarray | None:
+    """The voxel a patch is centred on, None for a uniformly random patch.
+
+    Forced patches: a random stored voxel of a random foreground class (or region) present in the case;
+    with an ignore label, a case without foreground falls back to its annotated voxels. Random patches of
+    an ignore-label dataset are centred on a random annotated voxel, so they hold annotation (nnU-Net v2's
+    ``get_bbox`` with ``has_ignore``); without annotated voxels they are uniformly random."""
     locs = props.get("class_locations") or {}
-    fg = {int(v) for v in labels[1:]}
-    eligible = sorted(k for k, v in locs.items() if int(k) in fg and len(v) > 0)
+    if force:
+        keys = spec.forced_keys()
+        eligible = sorted(k for k, v in locs.items() if k in keys and len(v) > 0)
+        if not eligible and spec.annotated_key is not None and len(locs.get(spec.annotated_key, ())) > 0:
+            eligible = [spec.annotated_key]
+    elif spec.annotated_key is not None:
+        eligible = [spec.annotated_key] if len(locs.get(spec.annotated_key, ())) > 0 else []
+    else:
+        return None
     if not eligible:
         return None
     pts = locs[eligible[int(rng.integers(len(eligible)))]]

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.dataset.folds import is_all, parse_fold
+from toolkit.dataset.labels import LabelSpec, label_spec
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import read_json
 from toolkit.planning.axes import IDENTITY, plans_transpose, working_entry
+from toolkit.training.targets import TrainingTargets, training_targets
 from toolkit.workdir import WorkDir
 
 
@@ -29,9 +31,10 @@ class TrainingSetup:
     preprocessed: Path
     train_cases: tuple[str, ...]
     val_cases: tuple[str, ...]
-    labels: tuple[int, ...]  # label value per output channel, background first
+    labels: tuple[int, ...]  # the label values (LabelSpec.all_labels), background first, no ignore
     image_channels: int
     cascade_folder: Path | None  # predicted_next_stage/<previous config>/ for the cascade
+    label_spec: LabelSpec | None = None  # classes or regions, ignore (None: plain classes ``labels``)
 
     @property
     def plan(self) -> dict[str, Any]:
@@ -40,7 +43,21 @@ class TrainingSetup:
 
     @property
     def num_classes(self) -> int:
+        """Label values, background included: the cascade's one-hot input block (docs/interfaces.md "Network")."""
         return len(self.labels)
+
+    @property
+    def spec(self) -> LabelSpec:
+        return self.label_spec or label_spec({"background": 0, **{str(v): v for v in self.labels if v != 0}})
+
+    @property
+    def num_outputs(self) -> int:
+        """Network output channels: one per label value (softmax) or one per foreground region (sigmoid)."""
+        return self.spec.num_outputs
+
+    @property
+    def targets(self) -> TrainingTargets:
+        return training_targets(self.spec)
 
     @property
     def in_channels(self) -> int:
@@ -56,12 +73,12 @@ class TrainingSetup:
         return self.work.model(self.config, self.fold)
 
 
-def label_values(labels: dict[str, Any]) -> tuple[int, ...]:
-    """Channel order of the outputs: background 0, then the sorted foreground label values."""
-    values = sorted({int(v) for v in labels.values() if isinstance(v, int | float)})
-    if not values or values[0] != 0:
-        raise SegkitError("labels must include background 0")
-    return tuple(values)
+def training_label_spec(plans: dict[str, Any], dataset_json: dict[str, Any], where: Path) -> LabelSpec:
+    """The run's label model: the plans' ``labels`` (a copy of dataset.json's), with dataset.json's
+    ``regions_class_order`` (plans written before regions existed do not hold it)."""
+    labels = plans.get("labels") or dataset_json["labels"]
+    order = plans.get("regions_class_order", dataset_json.get("regions_class_order"))
+    return label_spec(labels, order, where)
 
 
 def _fold_cases(dataset_root: Path, wd: WorkDir, done: list[str], fold: int | str) -> tuple[list[str], list[str]]:
@@ -122,10 +139,12 @@ def resolve_training(dataset_root: Path, work: str | Path | None, config: str, f
     fold = parse_fold(fold)
     train, val = _fold_cases(Path(dataset_root), wd, done, fold)
     prev = plan.get("previous_stage")
+    spec = training_label_spec(plans, dataset_json, ds_json_path)
     return TrainingSetup(
         work=wd, dataset_root=Path(dataset_root), config=config, fold=fold, plans=plans,
         dataset_json=dataset_json, preprocessed=folder, train_cases=tuple(train), val_cases=tuple(val),
-        labels=label_values(plans.get("labels") or dataset_json["labels"]),
+        labels=spec.all_labels,
         image_channels=len(plans.get("channel_names") or dataset_json["channel_names"]),
         cascade_folder=(wd.root / "predicted_next_stage" / prev) if prev else None,
+        label_spec=spec,
     )

@@ -4,7 +4,8 @@
   gradient-norm clipping at 12, mixed precision per ``options.precision`` (precision.py: fp16 +
   GradScaler on CUDA as the method says; bf16 autocast on CPUs with native bf16).
 - Each epoch: ``iters_per_epoch`` augmented training batches, ``val_iters`` un-augmented validation
-  patches (loss + TP/FP/FN of the argmax -> per-class pseudo-Dice and its EMA), one log line on
+  patches (loss + TP/FP/FN of the argmax, or of each region's sigmoid > 0.5, ignore-label voxels
+  excluded -> per-class/per-region pseudo-Dice and its EMA), one log line on
   stderr and in ``training_log.txt`` (with the fold's ETA), ``progress.png`` redrawn. On a terminal a
   tqdm bar shows the epoch's iterations (progress_bar.py); ``progress.json`` tells ``segkit status``
   that the fold is training (progress_record.py).
@@ -96,7 +97,8 @@ class Trainer:
         self.local_batch = len(shard_indices(self.batch_size, ctx.rank, ctx.world_size))
         self.share = self.local_batch / self.batch_size  # this rank's weight in the global mean
         self.batch_dice = options.batch_dice if options.batch_dice is not None else default_batch_dice(plan)
-        self.spec = UNetSpec.from_plan(plan, setup.in_channels, setup.num_classes)
+        self.targets = setup.targets  # classes or regions, ignore label (targets.py)
+        self.spec = UNetSpec.from_plan(plan, setup.in_channels, setup.num_outputs)
         self.ds_weights = self.spec.deep_supervision_weights()
         _seed_everything(options.seed)
         self.network = build_network(self.spec).to(self.device)
@@ -125,6 +127,7 @@ class Trainer:
             "logs": self.logs, "rng_state": ckpt.capture_rng(), "config": self.setup.config,
             "fold": self.setup.fold, "spec": ckpt.spec_to_dict(self.spec), "options": self.options.to_dict(),
             "labels": list(self.setup.labels), "train_cases": list(self.setup.train_cases),
+            **ckpt.label_fields(self.setup.spec),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -154,7 +157,8 @@ class Trainer:
         data, target = self._to_device(batch)
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
-            loss = deep_supervision_loss(self.model(data), target, self.ds_weights, self.batch_dice, self.batch_sum)
+            loss = deep_supervision_loss(self.model(data), target, self.ds_weights, self.batch_dice, self.batch_sum,
+                                         self.targets)
         # DDP averages gradients over ranks: scaled so the step follows the global-batch mean loss
         scaled = loss * (self.share * self.ctx.world_size) if self.ctx.enabled else loss
         if self.scaler is not None:
@@ -174,8 +178,9 @@ class Trainer:
         data, target = self._to_device(batch)
         with self._autocast():
             outputs = self.network(data)
-            loss = deep_supervision_loss(outputs, target, self.ds_weights, self.batch_dice, self.batch_sum)
-        counts = tp_fp_fn(outputs[0] if isinstance(outputs, list) else outputs, target)
+            loss = deep_supervision_loss(outputs, target, self.ds_weights, self.batch_dice, self.batch_sum,
+                                         self.targets)
+        counts = tp_fp_fn(outputs[0] if isinstance(outputs, list) else outputs, target, self.targets)
         if self.ctx.enabled:
             counts = dist.all_reduce_sum(counts.to(self.device), self.ctx).cpu()
         return dist.weighted_mean(float(loss), self.share, self.ctx, self.device), counts
@@ -224,7 +229,7 @@ class Trainer:
     def _validate(self, loader) -> tuple[list[float], torch.Tensor] | None:
         """Validation patches: losses and summed TP/FP/FN; None if a stop was requested."""
         self.network.eval()
-        val_losses, counts = [], torch.zeros(3, self.setup.num_classes - 1, dtype=torch.float64)
+        val_losses, counts = [], torch.zeros(3, len(self.targets.names), dtype=torch.float64)
         for batch in loader.batches(self.epoch, self.options.val_iters):
             loss, c = self.val_step(batch)
             val_losses.append(loss)
@@ -286,11 +291,11 @@ class Trainer:
                     self._log(f"interrupted: saved the state after epoch {snapshot['epoch']} to {LATEST}")
                     raise KeyboardInterrupt
                 eta = self.clock.eta(self.epoch, 0)
-                self._log(epoch_line(self.logs, self.epoch, self.options.epochs, eta))
+                self._log(epoch_line(self.logs, self.epoch, self.options.epochs, eta, self.targets.names))
                 self.record.update(write=True, epoch=self.epoch, eta_at=time.time() + (eta or 0.0))
                 snapshot = ckpt.to_cpu(self.state()) if main else snapshot
                 if main:
-                    plot_progress(self.logs, self.fold_dir / "progress.png")
+                    plot_progress(self.logs, self.fold_dir / "progress.png", self.targets.names)
                     if self.epoch % self.options.save_every == 0:
                         ckpt.save_checkpoint(self.fold_dir / LATEST, snapshot)
         return snapshot
@@ -307,7 +312,9 @@ class Trainer:
 
             raise SegkitError("pretrained checkpoint changed since the run was configured (SHA-256 differs)", path)
         cascade = self.setup.num_classes if self.setup.cascade_folder else 0
-        report = load_pretrained(self.network, path, self.setup.labels, self.setup.image_channels, cascade)
+        report = load_pretrained(self.network, path, self.setup.labels, self.setup.image_channels, cascade,
+                                 ckpt.label_fields(self.setup.spec)["label_outputs"] if self.targets.has_regions
+                                 else None)
         self.options = self.options.with_changes(pretrained_sha256=digest)
         for line in report.lines(str(path)):
             self._log(line)

@@ -100,6 +100,12 @@ def synthetic_fingerprints() -> dict[str, dict]:
     out["lits_like"] = _entry(rng, [[z, 0.77, 0.77] for z, _ in lits], [[k, 512, 512] for _, k in lits], 1.0,
                               ["CT"], ["liver", "tumor"])
     out["lits_like"]["dataset"]["numTraining"] = 131
+    n = 40  # BraTS regions + an ignore label: nnU-Net's estimate counts every labels entry (5 outputs here)
+    out["brats_regions_ignore"] = _entry(rng, [[1.0, 1.0, 1.0]] * n, _jitter(rng, n, [136, 170, 136], 0.06),
+                                         0.6, ["T1", "T1ce", "T2", "FLAIR"], [])
+    out["brats_regions_ignore"]["dataset"].update(
+        labels={"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": 3, "ignore": 4},
+        regions_class_order=[1, 2, 3])
     return out
 
 

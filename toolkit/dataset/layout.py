@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolkit.dataset.labels import label_spec
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import read_json
 from toolkit.io.images import supported_endings
@@ -73,8 +74,16 @@ class DatasetSpec:
 
     @property
     def num_classes(self) -> int:
-        """Number of network outputs: background + foreground classes."""
-        return 1 + len(self.foreground_labels)
+        """Number of network outputs: one per label value (softmax) or per foreground region (sigmoid),
+        never one for the ignore label (toolkit/dataset/labels.py)."""
+        return label_spec(self.labels, self.raw.get("regions_class_order"), self.root / "dataset.json",
+                          require_order=False).num_outputs
+
+    @property
+    def num_label_keys(self) -> int:
+        """Entries of ``labels`` (background, regions and ignore included): the output count nnU-Net v2's
+        planner puts into its memory estimate (``len(dataset_json['labels'].keys())``), kept for equal plans."""
+        return len(self.labels)
 
     @property
     def modalities(self) -> list[str]:

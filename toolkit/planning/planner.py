@@ -96,7 +96,7 @@ def _plan_3d(
     forward: list[int],
 ) -> dict[str, dict[str, Any]]:
     """3d_fullres, and 3d_lowres + 3d_cascade_fullres when the cascade is triggered (working order)."""
-    in_ch, n_cls = dataset.num_channels, dataset.num_classes
+    in_ch, n_cls = dataset.num_channels, dataset.num_label_keys
     trace.append("[3d_fullres]")
     full = plan_configuration(spacing, median, dataset_voxels, in_ch, n_cls, gpu_memory_gb, settings, trace)
     trace.append("[3d_lowres / cascade]")
@@ -148,7 +148,7 @@ def plan_experiment(
                      "(axis names below are positions in it); plans.json stores lists in (z, y, x) order")
     trace.append("[2d]")
     plan_2d = plan_configuration(spacing[1:], median[1:], dataset_voxels, dataset.num_channels,
-                                 dataset.num_classes, gpu_memory_gb, settings, trace)
+                                 dataset.num_label_keys, gpu_memory_gb, settings, trace)
     configs = {"2d": {**_entry(plan_2d, "2d", *norm_masks, settings, forward), "batch_dice": True}}
     if median[0] > 1:
         configs.update(_plan_3d(spacing, median, dataset_voxels, dataset, n_train, gpu_memory_gb, settings,

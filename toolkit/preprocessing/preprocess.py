@@ -55,17 +55,6 @@ def plan_entry(plans: dict, config: str) -> dict:
     return working_entry(plans, config)
 
 
-def foreground_label_values(plans: dict) -> list[int]:
-    """Sorted foreground label values from the plans' ``labels`` {name: value} (plain classes only;
-    preprocessing itself reads the label model, :func:`plans_label_spec`)."""
-    values = []
-    for name, value in plans.get("labels", {}).items():
-        if isinstance(value, (list, tuple)):
-            raise SegkitError(f"label {name!r} is a region {value}; region-based labels are not supported")
-        values.append(int(value))
-    return sorted(v for v in set(values) if v != 0)
-
-
 def target_spacing(plans: dict, config: str, spacing: tuple[float, ...]) -> list[float]:
     """Spacing (z, y, x) a case is resampled to: the plan's, with z kept for 2d (2-entry) plans."""
     planned = [float(s) for s in plan_entry(plans, config)["spacing"]]

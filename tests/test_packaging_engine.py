@@ -83,10 +83,12 @@ def packaged(engine, phantom_dataset, tiny_phantom_bundle, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pkg")
     bundle = tiny_phantom_bundle
     dangling = _dangling(engine)
+    from challenges.registry import get_adapter
+
+    container = get_adapter("kits19", {"container.json_outputs": [{"slug": "volumes", "value": "volumes"}]}).container
     report = package(PackageOptions(
-        bundle=bundle, challenge="kits19", tag=TAG, out=tmp / "image.tar.gz", device="cpu", base_image=BASE,
-        test_input=phantom_dataset / "imagesTs", tta=False,
-        overrides={"container.json_outputs": [{"slug": "volumes", "value": "volumes"}]}))
+        bundle=bundle, challenge="kits19", container=container, tag=TAG, out=tmp / "image.tar.gz", device="cpu",
+        base_image=BASE, test_input=phantom_dataset / "imagesTs", tta=False))
     return {"report": report, "bundle": bundle, "tmp": tmp, "new_dangling": _dangling(engine) - dangling}
 
 
@@ -197,10 +199,11 @@ def test_invoke_mode_serves_health_and_one_job_per_invoke(packaged, engine, phan
 
 def test_evaluation_image_scores_the_algorithm_outputs(packaged, engine, phantom_dataset, tmp_path):
     """`segkit package-evaluation` image on grand-challenge's evaluation layout (outputs of the algorithm)."""
+    from challenges.registry import get_adapter
     from toolkit.containers.packager import package_evaluation
 
-    report = package_evaluation("kits19", EVAL_TAG, base_image=BASE,
-                                dataset_json=phantom_dataset / "dataset.json")
+    labels = json.loads((phantom_dataset / "dataset.json").read_text())["labels"]
+    report = package_evaluation("kits19", get_adapter("kits19").container, labels, EVAL_TAG, base_image=BASE)
     assert report["image_bytes"] < packaged["report"]["image_bytes"]  # no torch in it
     inp, gt = tmp_path / "input", tmp_path / "gt"
     jobs = []

@@ -10,10 +10,13 @@ import click
 _OPTION_HELP = "Override a challenge YAML fact, e.g. -O 'container.output.slug=my-seg' (repeatable)."
 
 
-def _overrides(options: tuple[str, ...]) -> dict:
+def _challenge(name: str, options: tuple[str, ...]):
+    """The challenge adapter, with -O overrides: its container section and labels are handed to the engine
+    as values (toolkit.containers never imports challenges/)."""
     from challenges.base import parse_options
+    from challenges.registry import get_adapter
 
-    return parse_options(options)
+    return get_adapter(name, parse_options(options))
 
 
 _KEEP_CACHE = click.option("--keep-build-cache", is_flag=True,
@@ -57,9 +60,9 @@ def package(bundle: Path, challenge: str, tag: str, out: Path | None, test_input
     from toolkit.containers.packager import package as run_package
 
     report = run_package(PackageOptions(
-        bundle=bundle, challenge=challenge, tag=tag, out=out, test_input=test_input, device=device,
-        base_image=base_image or DEFAULT_BASE_IMAGE, weights_tarball=weights_tarball, mode=mode,
-        overrides=_overrides(options), tta=not no_tta, step=step, mem_limit=mem_limit, pip_args=pip_args,
+        bundle=bundle, challenge=challenge, container=_challenge(challenge, options).container, tag=tag, out=out,
+        test_input=test_input, device=device, base_image=base_image or DEFAULT_BASE_IMAGE,
+        weights_tarball=weights_tarball, mode=mode, tta=not no_tta, step=step, mem_limit=mem_limit, pip_args=pip_args,
         context=context, keep_build_cache=keep_build_cache))
     click.echo(json.dumps(report, indent=2))
 
@@ -83,7 +86,10 @@ def package_evaluation(challenge: str, tag: str, out: Path | None, dataset_json:
     in /opt/ml/input/data/ground_truth -> /output/metrics.json (Dice, IoU, HD95, NSD per class)."""
     from toolkit.containers.build import DEFAULT_BASE_IMAGE
     from toolkit.containers.packager import package_evaluation as run
+    from toolkit.io.atomic import read_json
 
-    report = run(challenge, tag, out, base_image or DEFAULT_BASE_IMAGE, _overrides(options), dataset_json,
+    adapter = _challenge(challenge, options)
+    labels = read_json(dataset_json)["labels"] if dataset_json else adapter.config.get("labels")
+    report = run(challenge, adapter.container, labels, tag, out, base_image or DEFAULT_BASE_IMAGE,
                  tolerance_mm, pip_args, keep_build_cache)
     click.echo(json.dumps(report, indent=2))

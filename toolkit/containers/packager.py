@@ -20,6 +20,7 @@ from typing import Any
 from toolkit.containers import build
 from toolkit.containers.checks import check_size, static_problems
 from toolkit.containers.interface import Interface, resolve_interface
+from toolkit.containers.platform import PLATFORM_DEFAULT, JobLimits
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import atomic_write_json, read_json
 
@@ -32,13 +33,13 @@ class PackageOptions:
     tag: str
     out: Path | None = None
     test_input: Path | None = None
-    device: str = "cuda"
+    device: str = "cpu"  # the platform's default job has no GPU
     base_image: str = build.DEFAULT_BASE_IMAGE
     weights_tarball: bool = False
     mode: str = "run"
     tta: bool = True
     step: float = 0.5
-    mem_limit: str = "16g"
+    limits: JobLimits = PLATFORM_DEFAULT  # the self-test's job: memory, CPUs, time limit, GPUs
     pip_args: tuple[str, ...] = ()
     context: Path | None = None  # keep the build context here (for inspection); default: temporary
     keep_build_cache: bool = False  # keep the install stage's intermediate images (faster rebuilds, more disk)
@@ -147,7 +148,7 @@ def _self_test(client, opts: PackageOptions, interface: Interface) -> list[dict[
 
     predictor = BundlePredictor.from_bundle(opts.bundle, "cpu", opts.tta, opts.step)
     weights = opts.bundle if opts.weights_tarball else None  # as grand-challenge extracts the tarball
-    return self_test(client, opts.tag, predictor, interface, opts.test_input, opts.mem_limit, log, weights)
+    return self_test(client, opts.tag, predictor, interface, opts.test_input, opts.limits, log, weights)
 
 
 def package_evaluation(challenge: str, container: dict[str, Any], class_labels: dict[str, Any] | None, tag: str,

@@ -151,6 +151,20 @@ def _self_test(client, opts: PackageOptions, interface: Interface) -> list[dict[
     return self_test(client, opts.tag, predictor, interface, opts.test_input, opts.limits, log, weights)
 
 
+def ground_truth_socket(challenge: str, container: dict[str, Any]) -> str:
+    """The input socket whose image name is the ground-truth case: ``container.ground_truth_socket``, else
+    the first of ``container.inputs`` (an order the YAML fixes, unlike a job's input order)."""
+    slugs = [e.get("slug") for e in container.get("inputs") or [] if isinstance(e, dict)]
+    socket = container.get("ground_truth_socket") or (slugs[0] if slugs else None)
+    if not isinstance(socket, str) or not socket:
+        raise SegkitError(f"challenge {challenge!r}: no container.inputs or container.ground_truth_socket to "
+                          "match algorithm jobs to their ground truth")
+    if slugs and socket not in slugs:
+        raise SegkitError(f"challenge {challenge!r}: container.ground_truth_socket {socket!r} is not among its "
+                          f"input sockets ({', '.join(map(str, slugs))})")
+    return socket
+
+
 def package_evaluation(challenge: str, container: dict[str, Any], class_labels: dict[str, Any] | None, tag: str,
                        out: Path | None = None, base_image: str = build.DEFAULT_BASE_IMAGE,
                        tolerance_mm: float = 1.0, pip_args: tuple[str, ...] = (),
@@ -162,6 +176,7 @@ def package_evaluation(challenge: str, container: dict[str, Any], class_labels: 
     _check_tag(tag)
     if not class_labels:
         raise SegkitError(f"challenge {challenge!r} has no labels in its YAML; pass --dataset-json")
+    gt_socket = ground_truth_socket(challenge, container)
     ds = {"channel_names": {"0": "image"}, "labels": class_labels}
     container = {**container, "inputs": [{"slug": "image", "channel": 0}]}
     interface = resolve_interface(challenge, container, ds)  # checks the output socket the same way
@@ -171,7 +186,7 @@ def package_evaluation(challenge: str, container: dict[str, Any], class_labels: 
     try:
         _wheelhouse(client, base_image, ctx / "wheels", build.EVALUATION_REQUIREMENTS, "cpu", pip_args)
         atomic_write_json(ctx / "settings.json", {
-            "labels": interface.labels, "tolerance_mm": tolerance_mm,
+            "labels": interface.labels, "tolerance_mm": tolerance_mm, "ground_truth_socket": gt_socket,
             "output": {"slug": interface.output.slug, "relative_path": interface.output.relative_path}})
         labels = build.labels_for(challenge, "none (evaluation)", "run", {"org.segkit.kind": "evaluation"})
         (ctx / "Dockerfile").write_text(build.render_dockerfile(

@@ -26,11 +26,11 @@ import numpy as np
 
 from toolkit.containers.build import readable_by_all
 from toolkit.containers.interface import Interface, find_socket_image, gc_inputs_json, read_inputs_json
-from toolkit.containers.job import OUTPUT_NAME, stage_inputs
+from toolkit.containers.job import OUTPUT_NAME, socket_geometry, stage_inputs
 from toolkit.containers.platform import PLATFORM_DEFAULT, JobLimits, usage_line, verdict
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import atomic_write_json
-from toolkit.io.images import read_geometry, read_image
+from toolkit.io.images import read_image
 
 GEOMETRY_TOL = 1e-6
 
@@ -171,7 +171,7 @@ def compare_case(name: str, job: Path, interface: Interface, container_out: Path
         return result
     seg, geo = read_image(produced)
     host, _ = read_image(host_file)
-    shape, in_geo = read_geometry(find_socket_image(job, read_inputs_json(job), interface.inputs[0]))
+    shape, in_geo = socket_geometry(find_socket_image(job, read_inputs_json(job), interface.inputs[0]))
     if seg.shape != tuple(shape) or seg.shape != host.shape:
         result["problem"] = f"shape {seg.shape}, input {tuple(shape)}, host {host.shape}"
         return result

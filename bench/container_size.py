@@ -44,6 +44,7 @@ def main() -> None:
     p.add_argument("--out", type=Path)
     args = p.parse_args()
 
+    from challenges.registry import get_adapter
     from toolkit.containers.packager import PackageOptions, package
 
     with tempfile.TemporaryDirectory(prefix="segkit-bench-") as tmp_s:
@@ -57,7 +58,8 @@ def main() -> None:
             dataset = make_phantom_dataset(tmp / "data", n_train=4, n_test=2)
             bundle, cases = make_tiny_bundle(dataset, tmp), cases or dataset / "imagesTs"
         report = package(PackageOptions(
-            bundle=bundle, challenge=args.challenge, tag="segkit-bench:latest", out=tmp / "image.tar.gz",
+            bundle=bundle, challenge=args.challenge, container=get_adapter(args.challenge).container,
+            tag="segkit-bench:latest", out=tmp / "image.tar.gz",
             test_input=cases, device=args.device, base_image=args.base_image, tta=not args.no_tta))
         if cases is not None:
             report["host_seconds_per_case"] = round(_host_seconds(bundle, cases, tmp, not args.no_tta), 2)

@@ -377,6 +377,9 @@ def test_package_without_engine_or_with_a_bad_interface_is_one_line(tiny_bundle,
     assert code == 2 and "no Docker engine reachable" in err and len(err.strip().splitlines()) == 1
     code, err = _segkit(["package", str(tiny_bundle), "--challenge", "chaos", "-t", "x:1"], capsys)
     assert code == 2 and "cannot be packaged" in err
+    code, err = _segkit(["package", str(tiny_bundle), "--challenge", "chaos", "-t", "x:1", "--device", "cpu",
+                         "-O", "container.output.kind=segmentation"], capsys)  # the override reaches the engine
+    assert code == 2 and "no Docker engine reachable" in err
     code, err = _segkit(["package", str(tiny_bundle), "--challenge", "kits19", "-t", "Bad Tag"], capsys)
     assert code == 2 and "invalid image tag" in err
     code, err = _segkit(["package-evaluation", "--challenge", "decathlon", "-t", "x:1"], capsys)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from toolkit.containers.platform import JobLimits
 from toolkit.containers.selftest import layout_jobs, run_container
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,10 +84,12 @@ def packaged(engine, phantom_dataset, tiny_phantom_bundle, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pkg")
     bundle = tiny_phantom_bundle
     dangling = _dangling(engine)
+    from challenges.registry import get_adapter
+
+    container = get_adapter("kits19", {"container.json_outputs": [{"slug": "volumes", "value": "volumes"}]}).container
     report = package(PackageOptions(
-        bundle=bundle, challenge="kits19", tag=TAG, out=tmp / "image.tar.gz", device="cpu", base_image=BASE,
-        test_input=phantom_dataset / "imagesTs", tta=False,
-        overrides={"container.json_outputs": [{"slug": "volumes", "value": "volumes"}]}))
+        bundle=bundle, challenge="kits19", container=container, tag=TAG, out=tmp / "image.tar.gz", device="cpu",
+        base_image=BASE, test_input=phantom_dataset / "imagesTs", tta=False))
     return {"report": report, "bundle": bundle, "tmp": tmp, "new_dangling": _dangling(engine) - dangling}
 
 
@@ -99,6 +102,9 @@ def test_package_builds_checks_self_tests_and_exports(packaged, engine):
     assert [r["case"] for r in report["self_test"]] == ["phantom_008", "phantom_009"]
     assert all(r["ok"] and r["mismatched_voxels"] == 0 and r["geometry"] == "identical" for r in report["self_test"])
     assert all(len(r["labels"]) > 1 for r in report["self_test"])  # not an all-background answer
+    # run under the platform's default job, usage reported against its limits
+    assert all(r["memory_limit_mb"] == 7168 and r["time_limit_s"] == 1200 for r in report["self_test"])
+    assert all(0 < r["peak_memory_mb"] < 7168 and 0 < r["seconds"] < 1200 for r in report["self_test"])
     attrs = engine.api.inspect_image(TAG)
     assert attrs["Config"]["User"] == "user" and attrs["Architecture"] == "amd64"
     assert attrs["Config"]["Labels"]["org.segkit.challenge"] == "kits19"
@@ -126,18 +132,21 @@ def test_corrupt_or_missing_input_fails_with_a_clear_error(packaged, engine, pha
     job = _job(phantom_dataset, tmp_path, "phantom_008")
     image = next((job / "images" / "ct-image").glob("*.mha"))
     image.write_bytes(image.read_bytes()[:300])  # truncated upload
-    code, logs, _ = run_container(engine, TAG, job, tmp_path / "out", "4g")
+    run = run_container(engine, TAG, job, tmp_path / "out", JobLimits(memory_mb=4096))
+    code, logs = run["exit_code"], run["logs"]
     assert code == 2 and "segkit: error:" in logs and "Traceback" not in logs, logs
     assert not list((tmp_path / "out").rglob("*.mha"))
     image.unlink()
-    code, logs, _ = run_container(engine, TAG, job, tmp_path / "out2", "4g")
+    run = run_container(engine, TAG, job, tmp_path / "out2", JobLimits(memory_mb=4096))
+    code, logs = run["exit_code"], run["logs"]
     assert code == 2 and "expected exactly one .mha" in logs, logs
 
 
 _CLIENT = """
 import json, sys, time, urllib.request, urllib.error
 def call(method, path):
-    req = urllib.request.Request("http://127.0.0.1:4743" + path, method=method, data=b"{}" if method == "POST" else None)
+    # the platform's shim posts an empty body
+    req = urllib.request.Request("http://127.0.0.1:PORT" + path, method=method, data=b"" if method == "POST" else None)
     try:
         with urllib.request.urlopen(req, timeout=600) as r:
             return r.status, json.loads(r.read())
@@ -152,8 +161,8 @@ print(json.dumps({"health": status[0], "invoke": call("POST", "/invoke")}))
 """
 
 
-def _invoke(container) -> dict:
-    code, out = container.exec_run(["python", "-c", _CLIENT])
+def _invoke(container, port: int = 4743) -> dict:
+    code, out = container.exec_run(["python", "-c", _CLIENT.replace("PORT", str(port))])
     assert code == 0, out.decode()
     return json.loads(out.decode().strip().splitlines()[-1])
 
@@ -168,17 +177,19 @@ def test_invoke_mode_serves_health_and_one_job_per_invoke(packaged, engine, phan
     os.chmod(out, 0o777)
     container = engine.containers.run(
         TAG, ["--mode", "invoke"], detach=True, network_mode="none", mem_limit="4g",
+        environment={"GRAND_CHALLENGE_COMPONENT_USER_WEBSERVER_PORT": "4801"},  # the platform's port variable
         volumes={str(tmp_path / "jobs"): {"bind": "/jobs", "mode": "ro"}, str(out): {"bind": "/output", "mode": "rw"}},
         entrypoint=["/opt/venv/bin/python", "-m", "toolkit.containers.entrypoint", "--input", "/jobs/current"])
     try:
         (tmp_path / "jobs" / "current").symlink_to(job.name)  # the platform swaps /input between jobs
-        first = _invoke(container)
+        first = _invoke(container, 4801)
         assert first["health"] == 200 and first["invoke"][0] == 201, first
+        assert first["invoke"][1]["peak_rss_mb"] > 0
         seg1, geo1 = read_image(out / "images" / "kidney-segmentation" / "output.mha")
         assert seg1.shape == read_geometry(next((job / "images" / "ct-image").glob("*.mha")))[0]
         (tmp_path / "jobs" / "current").unlink()
         (tmp_path / "jobs" / "current").symlink_to(second.name)
-        nxt = _invoke(container)
+        nxt = _invoke(container, 4801)
         assert nxt["invoke"][0] == 201 and nxt["invoke"][1]["status"] == "succeeded", nxt
         seg2, geo2 = read_image(out / "images" / "kidney-segmentation" / "output.mha")
         assert geo2.differs_from(read_geometry(next((second / "images" / "ct-image").glob("*.mha")))[1],
@@ -187,7 +198,7 @@ def test_invoke_mode_serves_health_and_one_job_per_invoke(packaged, engine, phan
         shutil.rmtree(out / "images")
         (tmp_path / "jobs" / "current").unlink()
         (tmp_path / "jobs" / "current").symlink_to("missing")
-        bad = _invoke(container)
+        bad = _invoke(container, 4801)
         assert bad["invoke"][0] == 400 and "inputs.json" in bad["invoke"][1]["error"], bad
         container.reload()
         assert container.status == "running"  # a bad job does not stop the server
@@ -197,18 +208,19 @@ def test_invoke_mode_serves_health_and_one_job_per_invoke(packaged, engine, phan
 
 def test_evaluation_image_scores_the_algorithm_outputs(packaged, engine, phantom_dataset, tmp_path):
     """`segkit package-evaluation` image on grand-challenge's evaluation layout (outputs of the algorithm)."""
+    from challenges.registry import get_adapter
     from toolkit.containers.packager import package_evaluation
 
-    report = package_evaluation("kits19", EVAL_TAG, base_image=BASE,
-                                dataset_json=phantom_dataset / "dataset.json")
+    labels = json.loads((phantom_dataset / "dataset.json").read_text())["labels"]
+    report = package_evaluation("kits19", get_adapter("kits19").container, labels, EVAL_TAG, base_image=BASE)
     assert report["image_bytes"] < packaged["report"]["image_bytes"]  # no torch in it
     inp, gt = tmp_path / "input", tmp_path / "gt"
     jobs = []
     for case in ("phantom_008", "phantom_009"):
         job = _job(phantom_dataset, tmp_path / case, case)
         out = inp / f"pk-{case}" / "output"
-        code, logs, _ = run_container(engine, TAG, job, out, "4g")
-        assert code == 0, logs
+        run = run_container(engine, TAG, job, out, JobLimits(memory_mb=4096))
+        assert run["exit_code"] == 0, run["logs"]
         jobs.append({"pk": f"pk-{case}", "status": "Succeeded",
                      "inputs": [{"image": {"name": f"{case}.mha"}, "interface": {"slug": "ct-image"}}],
                      "outputs": [{"interface": {"slug": "kidney-segmentation",

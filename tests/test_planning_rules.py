@@ -249,13 +249,3 @@ def _acdc_like_fingerprint():
     from tests.test_planning_golden import acdc_fingerprint
 
     return acdc_fingerprint()
-
-
-def test_planning_imports_no_torch():
-    import subprocess
-    import sys
-
-    code = ("import sys; from toolkit.planning import plan_experiment; import toolkit.fingerprint.case; "
-            "import toolkit.cli.plan_cmds; print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", errors="replace", check=True)
-    assert out.stdout.strip() == "False"

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import __version__
+from toolkit.containers.platform import DEFAULT_PORT
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import atomic_write_path
 
@@ -44,7 +45,7 @@ def render_dockerfile(base_image: str, module: str, copy_bundle: bool, expose: b
         command=command, version=__version__, base_image=base_image, module=module,
         labels=label_line if labels else "# no labels",
         copy_bundle="COPY bundle /opt/segkit/bundle" if copy_bundle else "# weights: separate tarball -> /opt/ml/model",
-        expose="EXPOSE 4743" if expose else "# run-once mode: no port")
+        expose=f"EXPOSE {DEFAULT_PORT}" if expose else "# run-once mode: no port")
 
 
 def pinned_requirements(names: tuple[str, ...], device: str) -> list[str]:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from toolkit.containers.platform import DEFAULT_PORT
+
 UPLOAD_LIMIT_BYTES = 10 * 1000**3
 INVOKE_LABEL = ("org.grand-challenge.api-method", "invoke")
-INVOKE_PORT = "4743/tcp"
+INVOKE_PORT = f"{DEFAULT_PORT}/tcp"
 REQUIRED_LABELS = ("org.segkit.version", "org.segkit.bundle-sha256", "org.segkit.challenge")
 
 

@@ -5,10 +5,14 @@ Run-once (default): one job from ``/input`` to ``/output``, then exit 0; any pro
 grand-challenge marks the job failed instead of accepting an empty output.
 
 Invoke (images labelled ``org.grand-challenge.api-method=invoke``): the model is loaded once, an HTTP
-server on port 4743 answers ``GET /health`` (503 while loading, 200 when ready) and ``POST /invoke``
-(runs one job from ``/input`` to ``/output``; 201 with a JSON summary, 400 for bad input, 500 for an
-internal failure). The request body is not needed: the platform places each job's files in ``/input``
-before invoking, as in run-once mode. Jobs run one at a time.
+server on the port in ``GRAND_CHALLENGE_COMPONENT_USER_WEBSERVER_PORT`` (default 4743, as the
+platform's shim reads it) answers ``GET /health`` (503 while loading, 200 when ready) and
+``POST /invoke`` (runs one job from ``/input`` to ``/output``; 201 with a JSON summary, 400 for bad
+input, 500 for an internal failure). The shim's POST has an empty body: it places each job's files in
+``/input`` first, as in run-once mode. Jobs run one at a time.
+
+Every summary (run-once: the JSON line on stdout; invoke: the 201 body) carries ``peak_rss_mb``, the
+process's peak resident memory so far, which the self-test compares with the job's memory limit.
 
 ``/opt/segkit/settings.json`` (written by ``segkit package``) holds the interface, the bundle's
 manifest checksum (a weights tarball mounted at ``/opt/ml/model`` must match it) and the predictor
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import sys
 import threading
 import time
@@ -27,16 +33,32 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.containers.interface import Interface
+from toolkit.containers.platform import DEFAULT_PORT, PORT_VARIABLE
 from toolkit.errors import SegkitError
 
 SETTINGS = Path("/opt/segkit/settings.json")
 BUILTIN_BUNDLE = Path("/opt/segkit/bundle")
 MOUNTED_BUNDLE = Path("/opt/ml/model")
-PORT = 4743
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def port_from_environment(environ: dict[str, str] | None = None) -> int:
+    """The invoke server's port: the platform's variable, else its default 4743; a bad value is an error."""
+    text = (os.environ if environ is None else environ).get(PORT_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_PORT
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise SegkitError(f"{PORT_VARIABLE}={text!r} is not a TCP port")
+    return int(text)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children, in MB (Linux reports KiB)."""
+    return round(max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+                 / 1024, 1)
 
 
 def find_bundle(explicit: Path | None) -> Path:
@@ -121,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
                 log(f"segkit: internal error: {type(exc).__name__}: {exc}")
                 return self._reply(500, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
         log(f"invoke: job done in {result['seconds']:.2f} s")
-        self._reply(201, {"status": "succeeded", **result})
+        self._reply(201, {"status": "succeeded", **result, "peak_rss_mb": peak_rss_mb()})
 
 
 def serve(settings: dict[str, Any], args: argparse.Namespace) -> None:
@@ -148,7 +170,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--input", type=Path, default=Path("/input"))
     p.add_argument("--output", type=Path, default=Path("/output"))
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--port", type=int, default=PORT)
+    p.add_argument("--port", type=int, default=None, help=f"default: ${PORT_VARIABLE}, else {DEFAULT_PORT}")
     return p.parse_args(argv)
 
 
@@ -158,12 +180,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = json.loads(args.settings.read_text(encoding="utf-8"))
         mode = args.mode or settings.get("mode", "run")
         if mode == "invoke":
+            args.port = args.port if args.port is not None else port_from_environment()
             serve(settings, args)
             return 0
         start = time.perf_counter()
         result = run_once(settings, args)
         log(f"segkit: case done in {time.perf_counter() - start:.2f} s (prediction {result['seconds']:.2f} s)")
-        print(json.dumps(result))
+        print(json.dumps({**result, "peak_rss_mb": peak_rss_mb()}), flush=True)
         return 0
     except SegkitError as exc:
         log(f"segkit: error: {exc}")

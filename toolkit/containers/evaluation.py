@@ -4,8 +4,11 @@ grand-challenge gives an evaluation container ``/input/predictions.json`` (one e
 ``pk``, ``inputs``, ``outputs``, ``status``), each job's outputs under ``/input/<pk>/output/<relative_path>/``
 and the phase's ground truth extracted to ``/opt/ml/input/data/ground_truth/``; it reads
 ``/output/metrics.json``. The reference of a job is ``<case><ending>`` in the ground-truth folder, where
-``<case>`` is the name of the job's first input image without its ending (and without a trailing
-``_0000`` channel suffix). Metrics per case and class (or region, for region labels; voxels of an
+``<case>`` is the name of the job's image in the configured ground-truth socket (``ground_truth_socket``
+in settings.json: the YAML's ``container.ground_truth_socket``, else its first input socket) without its
+ending (and without a trailing ``_0000`` channel suffix). The order of a job's inputs in
+predictions.json is arbitrary, so with several input sockets (MS lesions: FLAIR, T1, ...) the socket is
+named, never taken by position. Metrics per case and class (or region, for region labels; voxels of an
 ``ignore`` label excluded): Dice, IoU, HD95, NSD (toolkit.evaluation), then per-class mean/std/median
 and the mean over foreground classes in ``aggregates``.
 
@@ -57,8 +60,25 @@ def _reference(gt_dir: Path, case: str) -> Path:
     raise SegkitError(f"no ground truth for case {case!r} (<case><ending>)", gt_dir)
 
 
+def case_of_job(job: dict[str, Any], socket: str | None) -> str:
+    """The ground-truth case of a job: the name of its image in ``socket`` (None: its only image input)."""
+    pk = str(job.get("pk"))
+    inputs = [i for i in job.get("inputs", []) if isinstance(i.get("image"), dict) and i["image"].get("name")]
+    if socket is None:
+        if len(inputs) != 1:
+            raise SegkitError(f"algorithm job {pk} has {len(inputs)} input images; name the one whose file name "
+                              "is the case in container.ground_truth_socket")
+        return case_name(inputs[0]["image"]["name"])
+    found = [i for i in inputs if i.get("interface", {}).get("slug") == socket]
+    if not found:
+        slugs = ", ".join(str(i.get("interface", {}).get("slug")) for i in inputs) or "none"
+        raise SegkitError(f"algorithm job {pk} has no input image in the ground-truth socket {socket!r} "
+                          f"(its image inputs: {slugs})")
+    return case_name(found[0]["image"]["name"])
+
+
 def job_files(job: dict[str, Any], input_dir: Path, gt_dir: Path, output_slug: str,
-              default_rel: str) -> tuple[str, Path, Path]:
+              default_rel: str, gt_socket: str | None = None) -> tuple[str, Path, Path]:
     """(case, prediction, reference) of one predictions.json entry."""
     pk = str(job.get("pk"))
     if job.get("status", "Succeeded") != "Succeeded":
@@ -68,10 +88,7 @@ def job_files(job: dict[str, Any], input_dir: Path, gt_dir: Path, output_slug: s
         raise SegkitError(f"algorithm job {pk} has no output {output_slug!r}", input_dir / "predictions.json")
     rel = out["interface"].get("relative_path") or default_rel
     pred = _one_image(input_dir / pk / "output" / rel, f"job {pk} output {output_slug}")
-    inputs = [i for i in job.get("inputs", []) if isinstance(i.get("image"), dict) and i["image"].get("name")]
-    if not inputs:
-        raise SegkitError(f"algorithm job {pk} lists no input image (needed to find its ground truth)")
-    case = case_name(inputs[0]["image"]["name"])
+    case = case_of_job(job, gt_socket)
     return case, pred, _reference(gt_dir, case)
 
 
@@ -122,7 +139,8 @@ def evaluate(settings: dict[str, Any], input_dir: Path, gt_dir: Path, output_dir
     output = settings["output"]
     per_case: dict[str, dict[str, Any]] = {}
     for job in jobs:
-        case, pred, ref = job_files(job, input_dir, gt_dir, output["slug"], output["relative_path"])
+        case, pred, ref = job_files(job, input_dir, gt_dir, output["slug"], output["relative_path"],
+                                    settings.get("ground_truth_socket"))
         if case in per_case:
             raise SegkitError(f"two algorithm jobs map to ground-truth case {case!r}", path)
         per_case[case] = score_case(pred, ref, [values for _, values in targets.values()],

@@ -23,6 +23,8 @@ from typing import Any
 from toolkit.errors import SegkitError
 
 IMAGE_SUFFIXES = (".mha", ".tif", ".tiff")
+DICOM_SUFFIX = ".dcm"
+DICOM_SET_KIND = "DICOM Image Set"  # the kind inputs.json gives a socket of kind DCMIS (its display name)
 JSON_VALUES = ("volumes",)  # what a JSON output socket may carry
 
 
@@ -124,11 +126,13 @@ def read_inputs_json(input_dir: Path) -> list[dict[str, Any]]:
 
 
 def find_socket_image(input_dir: Path, entries: list[dict[str, Any]], socket: Socket) -> Path:
-    """The one image file of an input socket: located by slug in inputs.json, else by the default path."""
-    rel = socket.relative_path
+    """The input of an image socket, located by slug in inputs.json (else the default path): its one
+    ``.mha`` file, or, for a DICOM image set (the platform writes ``<SOPInstanceUID>.dcm`` per instance),
+    the socket folder holding the ``.dcm`` files."""
+    rel, kind = socket.relative_path, None
     for e in entries:
         if e["interface"].get("slug") == socket.slug:
-            rel = e["interface"].get("relative_path") or rel
+            rel, kind = e["interface"].get("relative_path") or rel, e["interface"].get("kind")
             break
     else:
         slugs = ", ".join(str(e["interface"].get("slug")) for e in entries) or "none"
@@ -141,10 +145,14 @@ def find_socket_image(input_dir: Path, entries: list[dict[str, Any]], socket: So
         raise SegkitError(f"input socket {socket.slug!r}: folder not found", folder)
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     images = [p for p in files if p.name.lower().endswith(IMAGE_SUFFIXES)]
-    if len(images) != 1:
-        found = ", ".join(p.name for p in files) or "nothing"
-        raise SegkitError(f"input socket {socket.slug!r}: expected exactly one .mha or .tif, found {found}",
-                          folder)
+    dicom = [p for p in files if p.name.lower().endswith(DICOM_SUFFIX)]
+    if dicom and not images:
+        return folder
+    if kind == DICOM_SET_KIND or len(images) != 1 or dicom:
+        found = ", ".join(p.name for p in files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+        expected = "the .dcm files of a DICOM image set" if kind == DICOM_SET_KIND else \
+            "exactly one .mha or .tif, or the .dcm files of a DICOM image set"
+        raise SegkitError(f"input socket {socket.slug!r}: expected {expected}, found {found or 'nothing'}", folder)
     if not images[0].name.lower().endswith(".mha"):
         raise SegkitError("segkit models take 3D .mha images; .tif inputs are not supported", images[0])
     return images[0]

@@ -38,11 +38,38 @@ def _read_sitk(path: Path):
         raise SegkitError(f"unreadable or corrupt image ({line})", path) from None
 
 
+def socket_geometry(path: Path) -> tuple[tuple[int, ...], Geometry]:
+    """(shape (z, y, x), geometry) of a socket's input: an image file or a DICOM image set's folder."""
+    if path.is_dir():
+        from toolkit.io.dicom import dicom_series
+
+        series = dicom_series(path)
+        return series.shape, series.geometry
+    shape, geometry = read_geometry(path)
+    return tuple(shape), geometry
+
+
+def _stage_dicom_set(folder: Path, socket: Socket, chans: list[int], stage: Path) -> dict[int, Path]:
+    """A DICOM image set is one channel: its series, in physical slice order, written as ``.mha``."""
+    from toolkit.io.dicom import read_dicom_series
+
+    if len(chans) != 1:
+        raise SegkitError(f"input socket {socket.slug!r} is a DICOM image set (one channel); the interface "
+                          f"gives it channels {chans}", folder)
+    array, geometry = read_dicom_series(folder)
+    target = stage / f"case_{chans[0]:04d}.mha"
+    write_image(array, geometry, target)
+    return {chans[0]: target}
+
+
 def stage_socket(path: Path, socket: Socket, num_channels: int, stage: Path) -> dict[int, Path]:
-    """Write (or link) the channel files a socket provides: {channel: staged file}."""
+    """Write (or link) the channel files a socket provides: {channel: staged file}. ``path`` is the
+    socket's image file, or the folder of a DICOM image set."""
     import SimpleITK as sitk
 
     chans = list(socket.channels) if socket.channels is not None else list(range(num_channels))
+    if path.is_dir():
+        return _stage_dicom_set(path, socket, chans, stage)
     if len(chans) == 1:
         read_geometry(path)  # header check: a corrupt file fails here, naming it
         target = stage / f"case_{chans[0]:04d}.mha"

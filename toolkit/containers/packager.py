@@ -13,13 +13,14 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from toolkit.containers import build
 from toolkit.containers.checks import check_size, static_problems
 from toolkit.containers.interface import Interface, resolve_interface
+from toolkit.containers.platform import PLATFORM_DEFAULT, JobLimits
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import atomic_write_json, read_json
 
@@ -27,18 +28,18 @@ from toolkit.io.atomic import atomic_write_json, read_json
 @dataclass
 class PackageOptions:
     bundle: Path
-    challenge: str
+    challenge: str  # the name, for labels and messages
+    container: dict[str, Any]  # the challenge's ``container`` section (looked up by the CLI layer)
     tag: str
     out: Path | None = None
     test_input: Path | None = None
-    device: str = "cuda"
+    device: str = "cpu"  # the platform's default job has no GPU
     base_image: str = build.DEFAULT_BASE_IMAGE
     weights_tarball: bool = False
     mode: str = "run"
-    overrides: dict[str, Any] = field(default_factory=dict)
     tta: bool = True
     step: float = 0.5
-    mem_limit: str = "16g"
+    limits: JobLimits = PLATFORM_DEFAULT  # the self-test's job: memory, CPUs, time limit, GPUs
     pip_args: tuple[str, ...] = ()
     context: Path | None = None  # keep the build context here (for inspection); default: temporary
     keep_build_cache: bool = False  # keep the install stage's intermediate images (faster rebuilds, more disk)
@@ -46,12 +47,6 @@ class PackageOptions:
 
 def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def challenge_interface(challenge: str, overrides: dict[str, Any], dataset_json: dict[str, Any]) -> Interface:
-    from challenges.registry import get_adapter
-
-    return resolve_interface(challenge, get_adapter(challenge, overrides).container, dataset_json)
 
 
 def _check_tag(tag: str) -> None:
@@ -113,7 +108,7 @@ def package(opts: PackageOptions) -> dict[str, Any]:
     if opts.device not in ("cpu", "cuda") or opts.mode not in ("run", "invoke"):
         raise SegkitError(f"--device must be cpu or cuda and --mode run or invoke, got {opts.device!r}, {opts.mode!r}")
     manifest = verify_bundle(opts.bundle)
-    interface = challenge_interface(opts.challenge, opts.overrides, read_json(opts.bundle / "dataset.json"))
+    interface = resolve_interface(opts.challenge, opts.container, read_json(opts.bundle / "dataset.json"))
     manifest_sha = sha256_of(opts.bundle / "manifest.json")
     client = build.docker_client()
     build.ensure_image(client, opts.base_image)
@@ -153,23 +148,37 @@ def _self_test(client, opts: PackageOptions, interface: Interface) -> list[dict[
 
     predictor = BundlePredictor.from_bundle(opts.bundle, "cpu", opts.tta, opts.step)
     weights = opts.bundle if opts.weights_tarball else None  # as grand-challenge extracts the tarball
-    return self_test(client, opts.tag, predictor, interface, opts.test_input, opts.mem_limit, log, weights)
+    return self_test(client, opts.tag, predictor, interface, opts.test_input, opts.limits, log, weights)
 
 
-def package_evaluation(challenge: str, tag: str, out: Path | None = None, base_image: str = build.DEFAULT_BASE_IMAGE,
-                       overrides: dict[str, Any] | None = None, dataset_json: Path | None = None,
+def ground_truth_socket(challenge: str, container: dict[str, Any]) -> str:
+    """The input socket whose image name is the ground-truth case: ``container.ground_truth_socket``, else
+    the first of ``container.inputs`` (an order the YAML fixes, unlike a job's input order)."""
+    slugs = [e.get("slug") for e in container.get("inputs") or [] if isinstance(e, dict)]
+    socket = container.get("ground_truth_socket") or (slugs[0] if slugs else None)
+    if not isinstance(socket, str) or not socket:
+        raise SegkitError(f"challenge {challenge!r}: no container.inputs or container.ground_truth_socket to "
+                          "match algorithm jobs to their ground truth")
+    if slugs and socket not in slugs:
+        raise SegkitError(f"challenge {challenge!r}: container.ground_truth_socket {socket!r} is not among its "
+                          f"input sockets ({', '.join(map(str, slugs))})")
+    return socket
+
+
+def package_evaluation(challenge: str, container: dict[str, Any], class_labels: dict[str, Any] | None, tag: str,
+                       out: Path | None = None, base_image: str = build.DEFAULT_BASE_IMAGE,
                        tolerance_mm: float = 1.0, pip_args: tuple[str, ...] = (),
                        keep_build_cache: bool = False) -> dict[str, Any]:
-    """Build the evaluation image of a challenge (metrics.json from predictions.json + ground truth)."""
-    from challenges.registry import get_adapter
+    """Build the evaluation image of a challenge (metrics.json from predictions.json + ground truth).
 
+    ``container`` is the challenge's ``container`` section and ``class_labels`` its labels (name -> value),
+    both given by the caller: the engine does not read challenge adapters."""
     _check_tag(tag)
-    adapter = get_adapter(challenge, overrides or {})
-    class_labels = read_json(dataset_json)["labels"] if dataset_json else adapter.config.get("labels")
     if not class_labels:
         raise SegkitError(f"challenge {challenge!r} has no labels in its YAML; pass --dataset-json")
+    gt_socket = ground_truth_socket(challenge, container)
     ds = {"channel_names": {"0": "image"}, "labels": class_labels}
-    container = {**adapter.container, "inputs": [{"slug": "image", "channel": 0}]}
+    container = {**container, "inputs": [{"slug": "image", "channel": 0}]}
     interface = resolve_interface(challenge, container, ds)  # checks the output socket the same way
     client = build.docker_client()
     build.ensure_image(client, base_image)
@@ -177,7 +186,7 @@ def package_evaluation(challenge: str, tag: str, out: Path | None = None, base_i
     try:
         _wheelhouse(client, base_image, ctx / "wheels", build.EVALUATION_REQUIREMENTS, "cpu", pip_args)
         atomic_write_json(ctx / "settings.json", {
-            "labels": interface.labels, "tolerance_mm": tolerance_mm,
+            "labels": interface.labels, "tolerance_mm": tolerance_mm, "ground_truth_socket": gt_socket,
             "output": {"slug": interface.output.slug, "relative_path": interface.output.relative_path}})
         labels = build.labels_for(challenge, "none (evaluation)", "run", {"org.segkit.kind": "evaluation"})
         (ctx / "Dockerfile").write_text(build.render_dockerfile(

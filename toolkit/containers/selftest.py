@@ -11,11 +11,14 @@ or a folder of canonical images ``<case>_<XXXX><ending>``, which are laid out as
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +26,11 @@ import numpy as np
 
 from toolkit.containers.build import readable_by_all
 from toolkit.containers.interface import Interface, find_socket_image, gc_inputs_json, read_inputs_json
-from toolkit.containers.job import OUTPUT_NAME, stage_inputs
+from toolkit.containers.job import OUTPUT_NAME, socket_geometry, stage_inputs
+from toolkit.containers.platform import PLATFORM_DEFAULT, JobLimits, usage_line, verdict
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import atomic_write_json
-from toolkit.io.images import read_geometry, read_image
+from toolkit.io.images import read_image
 
 GEOMETRY_TOL = 1e-6
 
@@ -88,24 +92,74 @@ def host_predictions(predictor: Any, interface: Interface, jobs: list[tuple[str,
     return found
 
 
-def run_container(client, tag: str, job: Path, out: Path, mem_limit: str, timeout: float = 1200.0,
-                  args: list[str] | None = None, weights: Path | None = None) -> tuple[int, str, float]:
-    """One run-once job: (exit code, logs, seconds). No network, read-only /input, memory limit;
-    ``weights``: a bundle folder mounted read-only at /opt/ml/model (as a weights tarball would be)."""
+def _engine_time(text: str) -> datetime:
+    """Docker's RFC 3339 time with nanoseconds and ``Z`` (which Python 3.10's fromisoformat refuses)."""
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
+    if not m:
+        raise ValueError(text)
+    frac = (m.group(2) or "0")[:6].ljust(6, "0")
+    return datetime.fromisoformat(f"{m.group(1)}.{frac}{'+00:00' if m.group(3) == 'Z' else m.group(3)}")
+
+
+def _run_seconds(state: dict[str, Any]) -> float | None:
+    """The container's own run time (start to finish as the engine recorded it), without the time the
+    engine took to create its file system (long on vfs engines, and not part of a platform job)."""
+    try:
+        start, end = (_engine_time(state[k]) for k in ("StartedAt", "FinishedAt"))
+    except (KeyError, ValueError):
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def peak_memory_mb(logs: str) -> float | None:
+    """The peak resident memory the entry point reports in its JSON summary (the last such line)."""
+    for line in reversed(logs.strip().splitlines()):
+        if line.startswith("{") and "peak_rss_mb" in line:
+            try:
+                return float(json.loads(line)["peak_rss_mb"])
+            except (ValueError, KeyError, TypeError):
+                return None
+    return None
+
+
+def run_container(client, tag: str, job: Path, out: Path, limits: JobLimits = PLATFORM_DEFAULT,
+                  args: list[str] | None = None, weights: Path | None = None) -> dict[str, Any]:
+    """One run-once job under the platform's limits: no network, read-only /input, ``limits.memory_mb``
+    as the memory limit (cgroup) and as RLIMIT_DATA (as the platform's shim sets it), ``limits.cpus``
+    CPUs, a GPU only when ``limits.gpus``; stopped at the time limit. ``weights``: a bundle folder
+    mounted read-only at /opt/ml/model (as a weights tarball would be). Returns exit code, logs, run
+    seconds, whether it was OOM-killed or timed out, and the reported peak memory."""
+    import docker
+
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o777)  # the image's non-root user must be able to write here
     volumes = {str(job.resolve()): {"bind": "/input", "mode": "ro"}, str(out.resolve()): {"bind": "/output", "mode": "rw"}}
     if weights is not None:
         volumes[str(weights.resolve())] = {"bind": "/opt/ml/model", "mode": "ro"}
+    data = limits.memory_mb * 1024 * 1024
+    gpus = [docker.types.DeviceRequest(count=limits.gpus, capabilities=[["gpu"]])] if limits.gpus else None
     start = time.perf_counter()
-    container = client.containers.run(tag, args or [], detach=True, network_mode="none", mem_limit=mem_limit,
-                                      volumes=volumes)
+    container = client.containers.run(
+        tag, args or [], detach=True, network_mode="none", mem_limit=f"{limits.memory_mb}m",
+        memswap_limit=f"{limits.memory_mb}m", nano_cpus=int(limits.cpus * 1e9), device_requests=gpus,
+        ulimits=[docker.types.Ulimit(name="data", soft=data, hard=data)], volumes=volumes)
+    timed_out = False
     try:
-        code = int(container.wait(timeout=timeout)["StatusCode"])
+        try:
+            code = int(container.wait(timeout=limits.time_limit_s + 30)["StatusCode"])
+        except OSError:  # the client's read timeout (requests' errors are OSErrors): past the time limit
+            timed_out, code = True, -1
+            container.kill()
+            container.wait(timeout=60)
+        container.reload()
         logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
+        state = container.attrs.get("State", {})
     finally:
         container.remove(force=True)
-    return code, logs, time.perf_counter() - start
+    seconds = _run_seconds(state)
+    return {"exit_code": code, "logs": logs, "timed_out": timed_out, "oom_killed": bool(state.get("OOMKilled")),
+            "seconds": seconds if seconds is not None else time.perf_counter() - start,
+            "peak_mb": peak_memory_mb(logs)}
 
 
 def compare_case(name: str, job: Path, interface: Interface, container_out: Path, host_file: Path) -> dict[str, Any]:
@@ -117,7 +171,7 @@ def compare_case(name: str, job: Path, interface: Interface, container_out: Path
         return result
     seg, geo = read_image(produced)
     host, _ = read_image(host_file)
-    shape, in_geo = read_geometry(find_socket_image(job, read_inputs_json(job), interface.inputs[0]))
+    shape, in_geo = socket_geometry(find_socket_image(job, read_inputs_json(job), interface.inputs[0]))
     if seg.shape != tuple(shape) or seg.shape != host.shape:
         result["problem"] = f"shape {seg.shape}, input {tuple(shape)}, host {host.shape}"
         return result
@@ -137,25 +191,30 @@ def compare_case(name: str, job: Path, interface: Interface, container_out: Path
 
 
 def self_test(client, tag: str, predictor: Any, interface: Interface, test_input: Path,
-              mem_limit: str = "16g", log=None, weights: Path | None = None) -> list[dict[str, Any]]:
-    """Run every test case in the image and on the host; raise if any case fails (the export is refused)."""
+              limits: JobLimits = PLATFORM_DEFAULT, log=None, weights: Path | None = None) -> list[dict[str, Any]]:
+    """Run every test case in the image under ``limits`` and on the host; raise if any case fails or would
+    not fit the platform's job (the export is refused)."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    log(f"self-test under the job's limits: {limits.memory_mb} MB, {limits.cpus:g} CPU(s), "
+        f"{limits.time_limit_s:.0f} s per case, {limits.gpus} GPU(s)")
     with tempfile.TemporaryDirectory(prefix="segkit-selftest-") as tmp:
         work = Path(tmp)
         jobs = layout_jobs(Path(test_input), interface, work / "jobs")
         host = host_predictions(predictor, interface, jobs, work)
         results = []
         for name, job in jobs:
-            code, logs, seconds = run_container(client, tag, job, work / "out" / name, mem_limit, weights=weights)
-            if code != 0:
-                tail = " | ".join(logs.strip().splitlines()[-3:])
-                results.append({"case": name, "ok": False, "seconds": round(seconds, 2),
-                                "problem": f"container exit {code}: {tail}"})
+            run = run_container(client, tag, job, work / "out" / name, limits, weights=weights)
+            usage = {"seconds": round(run["seconds"], 2), "time_limit_s": limits.time_limit_s,
+                     "peak_memory_mb": run["peak_mb"] and round(run["peak_mb"], 1),
+                     "memory_limit_mb": limits.memory_mb}
+            problem = verdict(name, run, limits)
+            if problem:
+                results.append({"case": name, "ok": False, **usage, "problem": problem})
             else:
-                results.append({**compare_case(name, job, interface, work / "out" / name, host[name]),
-                                "seconds": round(seconds, 2)})
+                results.append({**compare_case(name, job, interface, work / "out" / name, host[name]), **usage})
             r = results[-1]
-            log(f"self-test {name}: {'ok' if r['ok'] else 'FAILED: ' + r['problem']} ({seconds:.1f} s in the container)")
+            log(f"self-test {usage_line(name, run['seconds'], run['peak_mb'], limits)}: "
+                + ("ok" if r["ok"] else "FAILED: " + r["problem"]))
     failed = [r for r in results if not r["ok"]]
     if failed:
         raise SegkitError(f"self-test failed for {len(failed)} of {len(results)} case(s): "

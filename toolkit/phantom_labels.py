@@ -39,9 +39,11 @@ def make_region_case(rng: np.random.Generator, extent_mm=DEFAULT_EXTENT_MM) -> t
     organ_radii = np.array([15.0, 18.0, 20.0]) * scale * rng.uniform(0.9, 1.1, 3)
     organ = _ellipsoid(shape, organ_center, organ_radii, spacing) & body
     lesion_center = organ_center + rng.uniform(-2, 2, 3) / spacing
-    lesion_radii = organ_radii * rng.uniform(0.6, 0.7)
+    # thick shells (lesion ~0.8 of the organ, core ~0.7 of the lesion): every region has hundreds of voxels
+    # even in the tests' small field of view, so a short run learns all three
+    lesion_radii = organ_radii * rng.uniform(0.75, 0.85)
     lesion = _ellipsoid(shape, lesion_center, lesion_radii, spacing) & organ
-    core = _ellipsoid(shape, lesion_center + rng.uniform(-1, 1, 3) / spacing, lesion_radii * 0.6, spacing) & lesion
+    core = _ellipsoid(shape, lesion_center + rng.uniform(-0.5, 0.5, 3) / spacing, lesion_radii * 0.7, spacing) & lesion
     label = np.zeros(shape, np.uint8)
     label[organ], label[lesion], label[core] = 1, 2, 3
     # each nested structure has its own intensity: organ brighter than body, lesion darker, core brightest

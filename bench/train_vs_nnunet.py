@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/train_vs_nnunet.py [--cases 60] [--epochs 20] [--iters 50] [--val-iters 10]
                                                   [--precision auto|fp32|mixed] [--repeats 1] [--first-seed 0]
-                                                  [--preset default|resenc-m|resenc-l|resenc-xl]
+                                                  [--preset default|resenc-m|resenc-l|resenc-xl] [--batch-size N]
 Both train ``epochs x iters`` iterations with the peer's patch and batch size and the same split,
 then predict the fold's validation cases with full inference settings; prints the mean foreground
 Dice of each (target: segkit >= nnunetv2 - 0.01), the median seconds per epoch of ``iters``
@@ -143,6 +143,18 @@ def run_peer(scratch: Path, epochs: int, iters: int, val_iters: int,
     return _foreground_dice(summary), statistics.median(res["epoch_times"]) / iters, res["peak_rss_mib"], res["network"]
 
 
+def peer_plans_with_batch(scratch: Path, plans_name: str, batch_size: int) -> str:
+    """A copy of the peer's plans named ``<plans_name>_bs<N>`` whose 3d_fullres batch is ``batch_size``
+    (its data identifier unchanged, so the preprocessed data is shared)."""
+    folder = scratch / "nnunet_pre" / DATASET
+    plans = json.loads((folder / f"{plans_name}.json").read_text(encoding="utf-8"))
+    name = f"{plans_name}_bs{batch_size}"
+    plans["plans_name"] = name
+    plans["configurations"]["3d_fullres"]["batch_size"] = batch_size
+    (folder / f"{name}.json").write_text(json.dumps(plans, indent=1), encoding="utf-8")
+    return name
+
+
 def peer_fold(scratch: Path, plans_name: str) -> Path:
     return scratch / "nnunet_res" / DATASET / f"nnUNetTrainer__{plans_name}__3d_fullres" / "fold_0"
 
@@ -159,6 +171,9 @@ def main() -> None:
                     help="planner preset of both tools (resenc-m: nnUNetPlannerResEncM / nnUNetResEncUNetMPlans)")
     ap.add_argument("--repeats", type=int, default=1, help="train both this many times (segkit seeds S..S+N-1)")
     ap.add_argument("--first-seed", type=int, default=0, help="S: segkit's first seed (more seeds after a first run)")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="train both with this batch instead of the peer plan's (a copy of the peer's plans, same "
+                         "preprocessed data, named <plans>_bs<N>): for presets whose planned batch is too large for CPU")
     ap.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "segkit_bench_hippo")
     args = ap.parse_args()
     paths = prepare(args.scratch, args.cases, args.preset)
@@ -167,6 +182,8 @@ def main() -> None:
     ours_plans = json.loads((paths["work"] / DATASET / "plans.json").read_text(encoding="utf-8"))
     check_same_plan(ours_plans["configurations"]["3d_fullres"], peer_config)
     bs = peer_config["batch_size"]
+    if args.batch_size is not None and args.batch_size != bs:
+        plans_name, bs = peer_plans_with_batch(args.scratch, plans_name, args.batch_size), args.batch_size
     total = args.epochs * args.iters
     ours, peer = [], []
     for seed in range(args.first_seed, args.first_seed + args.repeats):

@@ -67,6 +67,13 @@ def region_run(tmp_path_factory):
     ds = make_region_phantom_dataset(root / "raw", n_train=4, n_test=2, seed=1, extent_mm=(40.0, 48.0, 48.0))
     _two_fold_split(ds, "regions")
     model = _run_and_predict(ds, ds / "imagesTs", root / "work", root / "pred")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["export", str(ds), "--work", str(root / "work"), "-c", "3d_fullres", "--folds", "0",
+                                 "-o", str(root / "bundle")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["predict", "-m", str(root / "bundle"), "-i", str(ds / "imagesTs"),
+                                 "-o", str(root / "pred_bundle")])
+    assert result.exit_code == 0, result.output
     return ds, model, root / "pred"
 
 
@@ -90,6 +97,15 @@ def test_every_region_is_learned_on_held_out_cases(region_run):
         scores = {name: _region_dice(pred, ref, values) for name, values in REGIONS.items()}
         print(path.name, scores)
         assert all(scores[name] > FLOORS[name] for name in REGIONS), scores
+
+
+def test_exported_bundle_predicts_the_region_model_identically(region_run):
+    """The bundle (dataset.json with the regions inside) predicts what the model folder predicted."""
+    _, _, pred_dir = region_run
+    for path in sorted(pred_dir.glob("*.nii.gz")):
+        ours, geo = read_image(path)
+        bundled, bundled_geo = read_image(pred_dir.parent / "pred_bundle" / path.name)
+        assert np.array_equal(ours, bundled) and not geo.differs_from(bundled_geo)
 
 
 def test_regions_follow_the_dataset_declaration():

@@ -5,7 +5,7 @@ Same operators as the numpy path, computed without distance transforms or scipy 
   "a foreground voxel within r" (kernel sum > 0), erosion = "no background voxel of the patch
   within r" (the convolution's zero padding counts nothing outside, as ``distance_transform_edt``
   measures only to background voxels inside the array). Equal to ``cascade._ball_op`` voxel for voxel;
-  a mask without any background voxel is measured from the virtual voxel (-1, ..., -1) as scipy does;
+  a mask without any background voxel is measured from the virtual voxel (-1, 0, ..., 0) as scipy does;
 - connected components (face connectivity, scipy.ndimage.label's default) by propagating the
   smallest linear index through the mask until nothing changes; sorting the components by that
   index is scipy's raster order, so "component floor(u * n) of the n small ones" picks the one
@@ -38,9 +38,9 @@ def _within(mask: torch.Tensor, radius: float) -> torch.Tensor:
 
 
 def _erode(mask: torch.Tensor, radius: float) -> torch.Tensor:
-    if bool(mask.all()):  # scipy's distance transform measures from the virtual voxel (-1, ..., -1)
-        grids = torch.meshgrid(*[torch.arange(1, n + 1, dtype=torch.float64, device=mask.device) for n in mask.shape],
-                               indexing="ij")
+    if bool(mask.all()):  # scipy's distance transform then measures from the virtual voxel (-1, 0, ..., 0)
+        grids = torch.meshgrid(*[torch.arange(int(a == 0), n + int(a == 0), dtype=torch.float64, device=mask.device)
+                                 for a, n in enumerate(mask.shape)], indexing="ij")
         return sum(g * g for g in grids).sqrt() > radius
     return ~_within(~mask, radius)
 

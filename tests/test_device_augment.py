@@ -35,10 +35,6 @@ def _image(seed: int, shape=(2, 3, 9, 11, 10)) -> np.ndarray:
     return np.random.default_rng(seed).normal(1.0, 2.0, shape).astype(np.float32)
 
 
-def _t(a) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(a))
-
-
 @pytest.mark.parametrize("shape", [(2, 3, 9, 11, 10), (2, 3, 3, 14), (1, 2, 2, 5, 12)])
 def test_blur_equals_scipy(shape):
     """Different sigmas per (sample, channel), some channels not blurred; an axis shorter than the
@@ -56,7 +52,7 @@ def test_brightness_contrast_gamma_equal_numpy():
     factors = np.array([[0.74, NAN, 1.21], [NAN, NAN, NAN]])
     for name, twin, ref in (("brightness", ti.brightness, intensity.brightness),
                             ("contrast", ti.contrast, intensity.contrast)):
-        ours = twin(torch.from_numpy(data.copy()), _t(factors)).numpy()
+        ours = twin(torch.from_numpy(data.copy()), factors).numpy()
         for b in range(2):
             expected = data[b].copy()
             for c in range(3):
@@ -65,7 +61,7 @@ def test_brightness_contrast_gamma_equal_numpy():
             np.testing.assert_allclose(ours[b], expected, rtol=1e-6, atol=1e-5, err_msg=name)
     gammas = np.array([[0.72, 1.4, NAN], [NAN, NAN, NAN]])
     for invert in (False, True):
-        ours = ti.gamma(torch.from_numpy(data.copy()), _t(gammas), invert).numpy()
+        ours = ti.gamma(torch.from_numpy(data.copy()), gammas, invert).numpy()
         expected = intensity.gamma(data[0, :2].copy(), list(gammas[0, :2]), invert)
         np.testing.assert_allclose(ours[0, :2], expected, rtol=1e-5, atol=1e-4)
         assert np.array_equal(ours[0, 2], data[0, 2]) and np.array_equal(ours[1], data[1])

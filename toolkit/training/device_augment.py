@@ -93,11 +93,11 @@ class DeviceAugmenter:
         """Steps 2-7 in Augmenter._intensity's order."""
         ti.gaussian_noise(data, raw["noise_std"], raw["noise_seed"])
         ti.gaussian_blur(data, raw["blur_sigma"])
-        ti.brightness(data, self._tensor(raw["brightness"]))
-        ti.contrast(data, self._tensor(raw["contrast"]))
+        ti.brightness(data, raw["brightness"])
+        ti.contrast(data, raw["contrast"])
         ti.simulate_low_resolution(data, raw["lowres_zoom"], (0,) if self.augmenter.plan.dummy_2d else ())
-        ti.gamma(data, self._tensor(raw["gamma"]), invert=False)
-        ti.gamma(data, self._tensor(raw["gamma_inverted"]), invert=True)
+        ti.gamma(data, raw["gamma"], invert=False)
+        ti.gamma(data, raw["gamma_inverted"], invert=True)
 
     def _previous_stage(self, prev: torch.Tensor, raw: dict[str, Any]) -> torch.Tensor:
         """(b, K, *patch) one-hot previous stage, corrupted per sample with its drawn parameters."""

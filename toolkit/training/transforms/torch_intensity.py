@@ -19,9 +19,14 @@ from toolkit.training.transforms.intensity import GAMMA_EPS
 from toolkit.training.transforms.lowres import cubic_matrix, nearest_indices
 
 
-def _rows(params: torch.Tensor) -> torch.Tensor:
-    """Indices of the samples with at least one drawn (finite) value in (n, c) ``params``."""
-    return torch.isfinite(params).any(dim=1).nonzero()[:, 0]
+def _drawn(params: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(indices of the samples with a drawn value in (n, c) ``params``, their (m, c) float32
+    parameters) on ``device``, None if no sample drew the step (decided on the host: no sync)."""
+    rows = np.flatnonzero(np.isfinite(params).any(axis=1))
+    if rows.size == 0:
+        return None
+    return (torch.as_tensor(rows, device=device),
+            torch.as_tensor(params[rows], dtype=torch.float32, device=device))
 
 
 def gaussian_noise(data: torch.Tensor, std: np.ndarray, seeds: np.ndarray) -> torch.Tensor:
@@ -34,10 +39,14 @@ def gaussian_noise(data: torch.Tensor, std: np.ndarray, seeds: np.ndarray) -> to
     return data
 
 
-def brightness(data: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+def brightness(data: torch.Tensor, factors: np.ndarray) -> torch.Tensor:
     """Multiply channel c of sample b by ``factors[b, c]`` (NaN: unchanged)."""
-    f = torch.where(torch.isfinite(factors), factors, torch.ones_like(factors)).to(torch.float32)
-    return data.mul_(f.reshape(*f.shape, *[1] * (data.ndim - 2)))
+    drawn = _drawn(factors, data.device)
+    if drawn is not None:
+        rows, f = drawn
+        f = torch.nan_to_num(f, nan=1.0)
+        data[rows] = data[rows] * f.reshape(*f.shape, *[1] * (data.ndim - 2))
+    return data
 
 
 def _flat_stats(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -46,12 +55,13 @@ def _flat_stats(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(v.reshape(shape) for v in (flat.mean(-1), flat.amin(-1), flat.amax(-1), flat.std(-1, correction=0)))
 
 
-def contrast(data: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+def contrast(data: torch.Tensor, factors: np.ndarray) -> torch.Tensor:
     """Scale each drawn channel about its mean, then clip to its original range."""
-    rows = _rows(factors)
-    if rows.numel() == 0:
+    drawn = _drawn(factors, data.device)
+    if drawn is None:
         return data
-    x, f = data[rows], factors[rows].to(torch.float32)
+    rows, f = drawn
+    x = data[rows]
     mean, low, high, _ = _flat_stats(x)
     drawn = torch.isfinite(f).reshape(*f.shape, *[1] * (x.ndim - 2))
     new = ((x - mean) * torch.nan_to_num(f).reshape(drawn.shape) + mean).clamp(low, high)
@@ -59,14 +69,15 @@ def contrast(data: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     return data
 
 
-def gamma(data: torch.Tensor, gammas: torch.Tensor, invert: bool) -> torch.Tensor:
+def gamma(data: torch.Tensor, gammas: np.ndarray, invert: bool) -> torch.Tensor:
     """Gamma on each drawn channel's [0, 1]-rescaled intensities (negated when ``invert``), keeping
     the channel's mean and std (intensity.gamma)."""
-    rows = _rows(gammas)
-    if rows.numel() == 0:
+    drawn = _drawn(gammas, data.device)
+    if drawn is None:
         return data
     sign = -1.0 if invert else 1.0
-    x, g = data[rows] * sign, gammas[rows].to(torch.float32)
+    rows, g = drawn
+    x = data[rows] * sign
     drawn = torch.isfinite(g).reshape(*g.shape, *[1] * (x.ndim - 2))
     mean, low, high, std = _flat_stats(x)
     span = ((high - low).double() + GAMMA_EPS).to(torch.float32)

@@ -57,17 +57,14 @@ class DeviceAugmenter:
             data = torch.cat([data, self._previous_stage(seg[:, 1:], raw)], dim=1)
         return {"data": data, "seg": seg[:, :1].clamp(min=0)}
 
-    def _label_sets(self, seg: torch.Tensor) -> tuple[list[torch.Tensor], list[int]]:
-        """Per seg channel: the labels to resample as indicators (ascending) and the implied one."""
+    def _label_sets(self, seg: np.ndarray) -> tuple[list[list[int]], list[int]]:
+        """Per seg channel of the (host) windows: the labels to resample as indicators (ascending)
+        and the implied one."""
         k, pad = self.num_classes, self.augmenter.pad_label
         first = list(range(0 if pad == OUTSIDE_MASK else 1, k))
-        if pad != OUTSIDE_MASK and bool((seg[:, 0] < 0).any()):
+        if pad != OUTSIDE_MASK and seg[:, 0].min() < 0:
             first = [OUTSIDE_MASK, *first]
-        sets, implied = [first], [pad]
-        for _ in range(1, seg.shape[1]):
-            sets.append(list(range(1, k)))
-            implied.append(0)
-        return [torch.tensor(s, dtype=seg.dtype, device=seg.device) for s in sets], implied
+        return [first] + [list(range(1, k))] * (seg.shape[1] - 1), [pad] + [0] * (seg.shape[1] - 1)
 
     def _spatial(self, raw: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         aug = self.augmenter
@@ -81,9 +78,8 @@ class DeviceAugmenter:
             data[index] = self._tensor(raw["crop_data"], torch.float32)
             seg[index] = self._tensor(raw["crop_seg"], torch.int16)
         if len(warp_index):
-            wseg = self._tensor(raw["warp_seg"], torch.int16)
-            sets, implied = self._label_sets(wseg)
-            wdata, wseg = warp(self._tensor(raw["warp_data"], torch.float32), wseg,
+            sets, implied = self._label_sets(raw["warp_seg"])
+            wdata, wseg = warp(self._tensor(raw["warp_data"], torch.float32), self._tensor(raw["warp_seg"], torch.int16),
                                self._tensor(raw["warp_matrix"]), aug.inplane, sets, implied)
             index = torch.as_tensor(warp_index, device=self.device)
             data[index], seg[index] = wdata, wseg

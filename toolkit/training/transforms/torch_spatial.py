@@ -33,33 +33,39 @@ def sampling_grids(matrices: torch.Tensor, sample: tuple[int, ...], patch: tuple
     return torch.stack(coords, dim=-1)
 
 
-def label_scores(seg: torch.Tensor, labels: list[torch.Tensor]) -> torch.Tensor:
-    """(n, sum(len(labels)), *spatial) float32 indicators: channel c of ``seg`` against ``labels[c]``."""
-    parts = [(seg[:, c: c + 1] == lab.reshape(1, -1, *[1] * (seg.ndim - 2))).to(torch.float32)
-             for c, lab in enumerate(labels)]
-    return torch.cat(parts, dim=1)
+def label_scores(seg: torch.Tensor, labels: list[list[int]]) -> list[torch.Tensor]:
+    """(n, 1, *spatial) float32 indicators: channel c of ``seg`` against each label of ``labels[c]``."""
+    return [(seg[:, c: c + 1] == lab).to(torch.float32) for c, labs in enumerate(labels) for lab in labs]
 
 
-def labels_from_scores(scores: torch.Tensor, labels: torch.Tensor, implied: int, dtype: torch.dtype) -> torch.Tensor:
+def labels_from_scores(scores: torch.Tensor, labels: list[int], implied: int, dtype: torch.dtype) -> torch.Tensor:
     """Arg-max over (n, K, ...) resampled indicators of ``labels`` (ascending); ``implied`` (the
     lowest label) scores 1 minus their sum and wins ties (spatial._labels_from_scores)."""
-    if labels.numel() == 0:
+    if not labels:
         return torch.full((scores.shape[0], *scores.shape[2:]), implied, dtype=dtype, device=scores.device)
-    best = scores.argmax(dim=1)  # first maximum: the lower label wins ties
-    best_score = scores.gather(1, best[:, None])[:, 0]
-    implied_wins = 1.0 - scores.sum(dim=1) >= best_score
-    return torch.where(implied_wins, torch.full_like(best, implied), labels[best]).to(dtype)
+    # running arg-max over the few label channels (torch's argmax across dim 1 is slow on CPU);
+    # strictly greater replaces, so the first maximum (the lower label) wins ties
+    best_score, best = scores[:, 0].clone(), torch.full_like(scores[:, 0], float(labels[0]), dtype=torch.float32)
+    total = scores[:, 0].clone()
+    for k in range(1, scores.shape[1]):
+        score = scores[:, k]
+        better = score > best_score
+        best_score = torch.where(better, score, best_score)
+        best = torch.where(better, float(labels[k]), best)
+        total = total + score
+    implied_wins = 1.0 - total >= best_score
+    return torch.where(implied_wins, float(implied), best).to(dtype)
 
 
 def warp(data: torch.Tensor, seg: torch.Tensor, matrices: torch.Tensor, patch: tuple[int, ...],
-         label_sets: list[torch.Tensor], implied: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+         label_sets: list[list[int]], implied: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Resample (n, c, *sample) images and (n, k, *sample) labels to ``patch`` (trailing axes; a
     leading z axis beyond them is resampled slice by slice: dummy 2D). ``label_sets[c]``: the
     labels of seg channel c other than ``implied[c]``, ascending."""
     ndim = len(patch)
     n, c = data.shape[:2]
     sample = tuple(data.shape[-ndim:])
-    stacked = torch.cat([data.to(torch.float32), label_scores(seg, label_sets)], dim=1)
+    stacked = torch.cat([data.to(torch.float32), *label_scores(seg, label_sets)], dim=1)
     lead = stacked.shape[1: stacked.ndim - ndim]
     grid = sampling_grids(matrices, sample, patch)
     out = grid_sample(stacked.reshape(n, -1, *sample), grid, mode="bilinear", padding_mode="zeros",

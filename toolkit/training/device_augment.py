@@ -48,7 +48,19 @@ class DeviceAugmenter:
 
     @torch.no_grad()
     def __call__(self, raw: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """``{"data": (b, c[+K], *patch) float32, "seg": (b, 1, *patch) int16}`` on the device."""
+        """``{"data": (b, c[+K], *patch) float32, "seg": (b, 1, *patch) int16}`` on the device.
+        On a CPU device the ops run single-threaded, as the worker path does in-process: they are
+        small, and intra-op threads stall on them whenever the cores are busy (bench/README.md)."""
+        if self.device.type != "cpu":
+            return self._augment(raw)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._augment(raw)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _augment(self, raw: dict[str, Any]) -> dict[str, torch.Tensor]:
         data, seg = self._spatial(raw)
         self._intensity(data, raw)
         data, seg = ti.mirror(data, seg, raw["flips"])

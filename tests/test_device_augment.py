@@ -244,3 +244,21 @@ def test_rotation_and_scale_draws_match_the_worker_path(tmp_path):
 
     for a, b in zip(scale_and_angle(ours), scale_and_angle(theirs), strict=True):
         assert ks_2samp(a, b).pvalue > 1e-3
+
+
+def test_raw_batches_are_the_same_from_worker_processes(tmp_path):
+    """The device path's default on a GPU is 2 cropping workers: their raw batches (pickled back)
+    equal the in-process ones, key for key."""
+    folder, _ = _store(tmp_path)
+    final = (16, 16, 16)
+    spec = BatchSpec(PatchSpec(str(folder), ("c0", "c1", "c2"), final, sample_size(final), 4, (0, 1, 2)),
+                     3, True, 9, 0, raw=True, raw_float16=True)
+    with BatchLoader(spec, 0) as a, BatchLoader(spec, 2) as b:
+        pairs = list(zip(a.batches(1, 3), b.batches(1, 3), strict=True))
+    for x, y in pairs:
+        assert x.keys() == y.keys() and x["warp_data"].dtype == np.float16 and x["crop_seg"].dtype == np.int8
+        for key in x:
+            if key == "binary":
+                assert x[key] == y[key]
+            else:
+                np.testing.assert_array_equal(x[key], y[key])

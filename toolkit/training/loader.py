@@ -13,7 +13,8 @@ rebuilds the sampler from the picklable :class:`BatchSpec` once, keeps its memor
 runs single-threaded numpy/scipy/torch (the main process owns the cores for the training step). At most
 ``prefetch`` batches are in flight, returned in order. ``num_workers=0`` computes batches in the
 main process, which is the faster choice when the step itself uses every core (2-core CPU training:
-see bench/loader_vs_nnunet.py).
+see bench/loader_vs_nnunet.py). With ``BatchSpec.raw`` (``augment_on="device"``) the same processes
+only read raw windows and draw the parameters (device_loader.py); device_augment.py augments them.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ def test_augment_on_defaults_and_errors():
     assert default_num_workers("cuda", cpus=2, augment_on="device") == 0
 
 
+@pytest.mark.slow  # two tiny trainings through the CLI (~10 s on 2 cores)
 def test_cli_trains_with_device_augmentation_and_resume_keeps_it(tmp_path):
     from toolkit.cli import main
 
@@ -59,6 +60,7 @@ def test_default_on_cpu_is_recorded_as_workers(tmp_path):
     assert trainer.options.augment_on == "workers" and trainer.state()["options"]["augment_on"] == "workers"
 
 
+@pytest.mark.slow  # three tiny trainings (~16 s on 2 cores)
 def test_device_path_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
     """Raw batches and device draws are functions of (seed, epoch, batch, sample): an interrupted
     and resumed run ends with the uninterrupted run's weights."""

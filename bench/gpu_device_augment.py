@@ -145,8 +145,8 @@ def peer(raw_root: Path, scratch: Path, device: str, iters: int) -> float | str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cases", type=int, default=8)
-    ap.add_argument("--shape", type=int, nargs=3, default=[192, 256, 256])
+    ap.add_argument("--cases", type=int, default=6)
+    ap.add_argument("--shape", type=int, nargs=3, default=[160, 224, 224])
     ap.add_argument("--iters", type=int, default=40)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--scratch", type=Path, default=Path("/tmp/gpu_device_augment"))

@@ -1,6 +1,7 @@
 """Seconds per epoch of 3d_fullres training on a GPU: augmentation on the device vs in CPU workers vs nnunetv2 vs the bare step.
 
-Run through bench/gpu_device_augment.sh on a CUDA machine (about 4 minutes on an H200 with 16 cores).
+Run through bench/gpu_device_augment.sh on a CUDA machine; sized to finish within 5 minutes on an H200 with
+16 cores (an estimate: it has only been dry-run on CPU so far, with --device cpu and tiny sizes).
 Prints one line per variant, then a summary table:
 
     variant                         cores  workers  s/iter  s/epoch(250)  x bare

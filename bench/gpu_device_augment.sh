@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Augmentation on the GPU vs in CPU workers, on a CUDA machine (not part of `make test`; CI has no GPU).
-# Under 5 minutes on one H200 with 16 cores. Prints, for 3d_fullres on a synthetic CT-like dataset
+# Sized for under 5 minutes on one H200 with 16 cores (estimate; not yet run on a GPU). Prints, for 3d_fullres on a synthetic CT-like dataset
 # (6 cases of 160x224x224 at 1 mm; segkit's default plan gives a large patch), seconds per iteration and
 # per 250-iteration epoch, and the ratio to the bare GPU step, for:
 #   bare step (no data)          the training step on one fixed batch already on the GPU: the floor

@@ -9,6 +9,9 @@ full inference settings; prints the mean foreground Dice of each and the median 
 training is ``segkit train`` in its own subprocess with 0 loader workers, in its own copy of the work
 directory. Goal: the same Dice within run-to-run noise (see bench/train_vs_nnunet.py for that noise:
 about +-0.002 between seeds at 1000 iterations).
+
+Measured (2 shared cores, 40 cases, --epochs 8 --iters 40 --val-iters 2 --seeds 0, bf16): device 0.5512,
+workers 0.5521 mean foreground Dice (-0.0009); last-epoch training loss -0.4861 vs -0.4868.
 """
 
 from __future__ import annotations

@@ -23,6 +23,12 @@ augmentation_config_option = click.option(
     "--augmentation-config", "augmentation_config", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="YAML file overriding any of the augmentation settings (keys and defaults: docs/augmentation.md).",
 )
+augment_on_option = click.option(
+    "--augment-on", "augment_on", type=click.Choice(["device", "workers"]), default=None,
+    help="Where the training augmentation runs: device (batched torch on the training device; the loader only "
+         "crops) or workers (numpy in the loader processes). Default: device on CUDA, workers otherwise. "
+         "Recorded in the checkpoint.",
+)
 preset_option = click.option(
     "--preset", "preset", default=None, metavar="NAME",
     help="Planner preset (toolkit/planning/presets.yaml): default (nnU-Net's plain U-Net), resenc-m, resenc-l or "

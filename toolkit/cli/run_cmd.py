@@ -8,6 +8,7 @@ import click
 
 from toolkit.cli.options import (
     FOLD,
+    augment_on_option,
     augmentation_config_option,
     dataset_argument,
     gpu_memory_option,
@@ -35,6 +36,7 @@ from toolkit.cli.options import (
 @click.option("--seed", type=int, default=None, help="Training seed (default 12345).")
 @precision_option
 @augmentation_config_option
+@augment_on_option
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Worker processes for fingerprint, preprocessing and evaluation (default: CPUs, at most 8).")
 @preset_option
@@ -57,7 +59,7 @@ from toolkit.cli.options import (
 @pretrained_weights_option
 def run(dataset: Path, work: Path | None, configs: tuple[str, ...], folds: tuple[int | str, ...], epochs: int | None,
         iters_per_epoch: int | None, val_iters: int | None, num_workers: int | None, device: str | None,
-        seed: int | None, precision: str | None, augmentation_config: Path | None, jobs: int | None, preset: str | None, gpu_memory_gb: float | None, no_select: bool, num_gpus: int, executor: str,
+        seed: int | None, precision: str | None, augmentation_config: Path | None, augment_on: str | None, jobs: int | None, preset: str | None, gpu_memory_gb: float | None, no_select: bool, num_gpus: int, executor: str,
         slurm_partition: str | None, slurm_gpus_per_job: int, slurm_time: str | None,
         slurm_cpus_per_job: int | None, slurm_mem_gb: float | None, max_retries: int,
         poll_seconds: float, pretrained_weights: Path | None) -> None:
@@ -77,7 +79,7 @@ def run(dataset: Path, work: Path | None, configs: tuple[str, ...], folds: tuple
     augmentation = load_settings_file(augmentation_config) if augmentation_config is not None else None
     opts = RunOptions(list(configs), list(folds), epochs, iters_per_epoch, val_iters, num_workers, device, seed,
                       jobs or min(8, os.cpu_count() or 1), gpu_memory_gb, not no_select, num_gpus, precision,
-                      augmentation, preset=preset)
+                      augmentation, preset=preset, augment_on=augment_on)
     if pretrained_weights is not None:  # folds that resume keep their own weights
         from toolkit.training.pretrained import describe
 

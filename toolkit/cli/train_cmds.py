@@ -8,6 +8,7 @@ import click
 
 from toolkit.cli.options import (
     FOLD,
+    augment_on_option,
     augmentation_config_option,
     dataset_argument,
     precision_option,
@@ -35,6 +36,7 @@ from toolkit.cli.options import (
 @click.option("--seed", type=int, default=None, help="Random seed (default 12345).")
 @precision_option
 @augmentation_config_option
+@augment_on_option
 @click.option("--skip-validation", is_flag=True, help="Do not predict the validation cases at the end.")
 @click.option("--num-gpus", type=click.IntRange(min=1), default=None,
               help="Data-parallel ranks (DDP; one GPU each, or N CPU processes with --device cpu). The batch "
@@ -43,7 +45,7 @@ from toolkit.cli.options import (
 def train(dataset: Path, config: str, fold: int | str, work: Path | None, epochs: int | None,
           iters_per_epoch: int | None, val_iters: int | None, batch_size: int | None, num_workers: int | None,
           save_every: int | None, device: str | None, resume: bool, seed: int | None,
-          precision: str | None, augmentation_config: Path | None, skip_validation: bool,
+          precision: str | None, augmentation_config: Path | None, augment_on: str | None, skip_validation: bool,
           num_gpus: int | None, pretrained_weights: Path | None) -> None:
     """Train CONFIG on FOLD of DATASET's preprocessed data (docs/method.md 1.2).
 
@@ -67,7 +69,7 @@ def train(dataset: Path, config: str, fold: int | str, work: Path | None, epochs
     options = base.with_changes(
         epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=val_iters, batch_size=batch_size,
         num_workers=num_workers, save_every=save_every, device=device, seed=seed, world_size=num_gpus,
-        precision=precision,
+        precision=precision, augment_on=augment_on,
     )
     if augmentation_config is not None:  # overrides the defaults, or the resumed run's recorded settings
         options = options.with_changes(augmentation=load_settings_file(augmentation_config, options.augmentation))

@@ -51,6 +51,7 @@ class RunOptions:
     preset: str | None = None  # planner preset (toolkit/planning/presets.yaml); None: default / existing plans
     pretrained_weights: str | None = None  # fine-tuning start of every fold that starts from scratch
     pretrained_sha256: str | None = None
+    augment_on: str | None = None  # device | workers; None: device on CUDA, workers otherwise
 
 
 def _recipe(spec: DatasetSpec) -> dict[str, Any]:
@@ -86,7 +87,7 @@ def _trainer_options(opts: RunOptions, fold: int | str, recipe: dict[str, Any]):
                                          device=opts.device, seed=seed, world_size=opts.num_gpus,
                                          precision=opts.precision, augmentation=opts.augmentation,
                                          pretrained_weights=opts.pretrained_weights,
-                                         pretrained_sha256=opts.pretrained_sha256)
+                                         pretrained_sha256=opts.pretrained_sha256, augment_on=opts.augment_on)
 
 
 def train_fold(spec: DatasetSpec, work: Path | None, config: str, fold: int | str, opts: RunOptions,

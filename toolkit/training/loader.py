@@ -13,7 +13,8 @@ rebuilds the sampler from the picklable :class:`BatchSpec` once, keeps its memor
 runs single-threaded numpy/scipy/torch (the main process owns the cores for the training step). At most
 ``prefetch`` batches are in flight, returned in order. ``num_workers=0`` computes batches in the
 main process, which is the faster choice when the step itself uses every core (2-core CPU training:
-see bench/loader_vs_nnunet.py).
+see bench/loader_vs_nnunet.py). With ``BatchSpec.raw`` (``augment_on="device"``) the same processes
+only read raw windows and draw the parameters (device_loader.py); device_augment.py augments them.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class BatchSpec:
     world_size: int = 1
     settings: AugmentationSettings = AugmentationSettings()  # the training augmentation's parameters
     mask_channels: tuple[int, ...] = ()  # image channels normalised inside the non-zero mask
+    raw: bool = False  # augment_on="device": raw windows + drawn parameters (device_loader.py)
+    raw_float16: bool = False  # raw image windows as float16 (half the host-to-device bytes)
 
 
 class BatchMaker:
@@ -94,6 +97,15 @@ class BatchMaker:
         return {"data": data, "seg": seg}
 
 
+def make_batch_maker(spec: BatchSpec):  # noqa: ANN201  (BatchMaker or device_loader.RawBatchMaker)
+    """The maker of ``spec``'s batches: augmented here, or raw for augmentation on the device."""
+    if spec.raw and spec.augment:
+        from toolkit.training.device_loader import RawBatchMaker
+
+        return RawBatchMaker(spec)
+    return BatchMaker(spec)
+
+
 _WORKER: BatchMaker | None = None
 
 
@@ -102,7 +114,7 @@ def _init_worker(spec: BatchSpec) -> None:
     import torch
 
     torch.set_num_threads(1)  # the main process owns the cores for the training step
-    _WORKER = BatchMaker(spec)
+    _WORKER = make_batch_maker(spec)
 
 
 def _work(epoch: int, index: int) -> Batch:
@@ -134,7 +146,7 @@ class BatchLoader:
         self._pool = None
         self._maker = None
         if self.num_workers == 0:
-            self._maker = BatchMaker(spec)
+            self._maker = make_batch_maker(spec)
         else:
             with _single_threaded_children():
                 self._pool = mp.get_context("spawn").Pool(self.num_workers, _init_worker, (spec,))

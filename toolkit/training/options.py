@@ -2,7 +2,9 @@
 
 Variants of the trainer are different option values, never subclasses. ``None`` means "derive":
 batch size from the plan, workers from the CPU count and device, batch Dice from the plan.
-``augmentation`` holds every augmentation probability and range (``AugmentationSettings``); in a
+``augment_on`` says where the training augmentation runs: ``"workers"`` (numpy/scipy in the loader
+processes) or ``"device"`` (the training device, device_augment.py); None derives it from the device
+(:func:`resolve_augment_on`) and the trainer records the resolved value. ``augmentation`` holds every augmentation probability and range (``AugmentationSettings``); in a
 checkpoint it is a plain dict, so checkpoints stay ``weights_only`` loadable, and a resumed run
 reads it back (an older checkpoint without it gets the defaults).
 """
@@ -38,6 +40,7 @@ class TrainerOptions:
     world_size: int = 1  # data-parallel ranks (one GPU each on CUDA); batch_size stays the global batch
     precision: str = "auto"  # auto | fp32 | mixed (toolkit.precision)
     augmentation: AugmentationSettings = field(default_factory=AugmentationSettings)
+    augment_on: str | None = None  # device | workers; None: resolve_augment_on(device)
     pretrained_weights: str | None = None  # checkpoint the run started from (fine-tuning; pretrained.py)
     pretrained_sha256: str | None = None  # its SHA-256 when the run started
 
@@ -67,15 +70,32 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def default_num_workers(device_type: str, cpus: int | None = None) -> int:
-    """Augmentation workers: none on <= 2 CPUs (they would compete with the step: measured in
+AUGMENT_ON = ("device", "workers")
+DEVICE_PATH_WORKERS = 2  # augment_on="device": loader processes only crop; two keep a GPU step fed
+
+
+def resolve_augment_on(value: str | None, device_type: str) -> str:
+    """Where the augmentation runs: the given value, else the device on CUDA and workers otherwise
+    (a CPU step and CPU augmentation share the same cores; numpy's path is the faster there)."""
+    if value is None:
+        return "device" if device_type == "cuda" else "workers"
+    if value not in AUGMENT_ON:
+        from toolkit.errors import SegkitError
+
+        raise SegkitError(f"augment_on must be one of {', '.join(AUGMENT_ON)}, not {value!r}")
+    return value
+
+
+def default_num_workers(device_type: str, cpus: int | None = None, augment_on: str = "workers") -> int:
+    """Loader workers: none on <= 2 CPUs (they would compete with the step: measured in
     bench/loader_vs_nnunet.py); on an accelerator all but one CPU, at most 12 (the reference's
-    default); on CPU training a quarter of the CPUs, since the step itself needs the cores."""
+    default), or at most 2 when they only crop (``augment_on="device"``); on CPU training a quarter
+    of the CPUs, since the step itself needs the cores."""
     cpus = cpus or cpu_count()
     if cpus <= 2:
         return 0
     if device_type in ("cuda", "mps"):
-        return min(12, cpus - 1)
+        return min(DEVICE_PATH_WORKERS if augment_on == "device" else 12, cpus - 1)
     return max(1, cpus // 4)
 
 

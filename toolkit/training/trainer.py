@@ -41,7 +41,13 @@ from toolkit.precision import autocast, grad_scaler, resolve_precision
 from toolkit.training import checkpoint as ckpt
 from toolkit.training import distributed as dist
 from toolkit.training.loss import deep_supervision_loss, default_batch_dice, pseudo_dice, tp_fp_fn
-from toolkit.training.options import TrainerOptions, cpu_count, default_num_workers, poly_lr
+from toolkit.training.options import (
+    TrainerOptions,
+    cpu_count,
+    default_num_workers,
+    poly_lr,
+    resolve_augment_on,
+)
 from toolkit.training.progress import empty_logs, epoch_line, plot_progress
 from toolkit.training.progress_bar import FoldClock, epoch_bar, eta_text
 from toolkit.training.progress_record import ProgressRecord
@@ -89,8 +95,10 @@ class Trainer:
     def __init__(self, setup: TrainingSetup, options: TrainerOptions, ctx: dist.DistContext = dist.SINGLE) -> None:
         self.setup, self.options, self.ctx = setup, options, ctx
         self.device = resolve_device(options.device)
+        # where the augmentation runs (recorded resolved, so a resumed run keeps it); device_augment.py
+        options = self.options = options.with_changes(augment_on=resolve_augment_on(options.augment_on, self.device.type))
         self.num_workers = (options.num_workers if options.num_workers is not None
-                            else default_num_workers(self.device.type))
+                            else default_num_workers(self.device.type, augment_on=options.augment_on))
         configure_threads(self.device, self.num_workers, ctx.world_size)
         plan = setup.plan
         self.batch_size = int(options.batch_size or plan["batch_size"])  # the global batch
@@ -143,7 +151,9 @@ class Trainer:
         ckpt.restore_rng(state["rng_state"])
 
     # ----------------------------------------------------------------- steps
-    def _to_device(self, batch: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _to_device(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(batch["data"], torch.Tensor):  # augmented on the device already (augment_on="device")
+            return batch["data"], batch["seg"]
         pin = self.device.type == "cuda"
         data, seg = torch.from_numpy(batch["data"]), torch.from_numpy(batch["seg"])
         if pin:
@@ -256,7 +266,8 @@ class Trainer:
             self.fold_dir.mkdir(parents=True, exist_ok=True)
             self._write_model_metadata()
         self._log(f"{self.setup.config} fold {self.setup.fold}: device {self.device}, precision {self.precision}, "
-                  f"global batch {self.batch_size} on {self.ctx.world_size} rank(s), {self.num_workers} loader worker(s)")
+                  f"global batch {self.batch_size} on {self.ctx.world_size} rank(s), {self.num_workers} loader worker(s), "
+                  f"augmentation on the {'device' if self.options.augment_on == 'device' else 'CPU workers'}")
         self._log(f"{len(self.setup.train_cases)} training case(s), {len(self.setup.val_cases)} validation case(s)")
         if not self.setup.held_out:
             self._log(f"{TRAINING_PSEUDO_DICE}; {NO_VALIDATION}")
@@ -329,7 +340,7 @@ class Trainer:
         from toolkit.training.data import make_loaders
 
         train_loader, val_loader = make_loaders(self.setup, self.options, self.batch_size, self.num_workers,
-                                                self.ctx.rank, self.ctx.world_size)
+                                                self.ctx.rank, self.ctx.world_size, str(self.device))
         try:
             yield train_loader, val_loader
         finally:

@@ -155,9 +155,10 @@ def test_component_removal_picks_the_same_component():
         assert np.array_equal(ours.numpy(), expected[1] > 0)
 
 
-def _store(tmp, masked: bool = False):
+def _store(tmp, masked: bool = False, ignore: bool = False):
     """(preprocessed folder, previous-stage folder) of 3 synthetic cases; the "previous stage" is
-    the label shifted by 2 voxels."""
+    the label shifted by 2 voxels. ``ignore``: a slab of the label holds the ignore label's index 3
+    (the index after the labels 0-2, as the sampler hands it to the loss)."""
     rng = np.random.default_rng(1)
     (tmp / "prev").mkdir()
     for i in range(3):
@@ -166,6 +167,8 @@ def _store(tmp, masked: bool = False):
             ball = np.sqrt(sum(g ** 2 for g in np.meshgrid(*[np.arange(30) - 15] * 3, indexing="ij"))) < 13
             data[:, ~ball] = 0
             seg[0][~ball & (seg[0] == 0)] = OUTSIDE_MASK
+        if ignore:
+            seg[0][:, 10:20] = 3
         save_case(tmp / "pre", f"c{i}", data, seg, props)
         np.save(tmp / "prev" / f"c{i}.npy", np.roll(seg, 2, axis=1).clip(0).astype(np.int8))
     return tmp / "pre", tmp / "prev"
@@ -186,11 +189,13 @@ ALL_ON = {k: 0.5 for k in ("p_rotation", "p_scale", "p_blur", "p_brightness", "p
 
 
 @pytest.mark.parametrize(("final", "kw"), [((16, 16, 16), {}), ((6, 24, 24), {}), ((20, 18), {}),
-                                           ((16, 16, 16), {"mask_channels": (0,)}), ((16, 16, 16), {"cascade": True})])
+                                           ((16, 16, 16), {"mask_channels": (0,)}), ((16, 16, 16), {"cascade": True}),
+                                           ((16, 16, 16), {"ignore": True})])
 def test_whole_pipeline_equals_the_worker_path_without_noise(tmp_path, final, kw):
     """Without noise (and component removal) the device path draws the worker path's parameters
     draw for draw: whole batches agree (3D, dummy 2D, 2D, masked plan, cascade)."""
-    folder, prev = _store(tmp_path, masked="mask_channels" in kw)
+    folder, prev = _store(tmp_path, masked="mask_channels" in kw, ignore="ignore" in kw)
+    kw = {k: v for k, v in kw.items() if k != "ignore"}
     if kw.get("cascade"):
         kw = {"cascade": str(prev)}
     settings = AugmentationSettings(p_noise=0.0, p_remove_component=0.0, **ALL_ON)

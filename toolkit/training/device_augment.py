@@ -73,7 +73,8 @@ class DeviceAugmenter:
         """Per seg channel of the (host) windows: the labels to resample as indicators (ascending)
         and the implied one."""
         k, pad = self.num_classes, self.augmenter.pad_label
-        first = list(range(0 if pad == OUTSIDE_MASK else 1, k))
+        # the label channel may also hold the ignore label's index (the next one after the labels)
+        first = list(range(0 if pad == OUTSIDE_MASK else 1, max(k, int(seg[:, 0].max()) + 1)))
         if pad != OUTSIDE_MASK and seg[:, 0].min() < 0:
             first = [OUTSIDE_MASK, *first]
         return [first] + [list(range(1, k))] * (seg.shape[1] - 1), [pad] + [0] * (seg.shape[1] - 1)

@@ -28,20 +28,11 @@ from pathlib import Path
 
 from _hippo import DATASET, peer_plan, prepare
 from _peer import peer_env, peer_python
+from loader_vs_nnunet import PEER_SNIPPET as LOADER_PEER_SNIPPET
 
-PEER_SNIPPET = """
-import json, sys, time, torch
-torch.set_num_threads(int(sys.argv[2]))
-from nnunetv2.run.run_training import get_trainer_from_args
-t = get_trainer_from_args("4", "3d_fullres", 0, "nnUNetTrainer", "nnUNetPlans", device=torch.device("cpu"))
-t.initialize()
-train, _ = t.get_dataloaders()
-next(train)
-start = time.perf_counter()
-for _ in range(int(sys.argv[1])):
-    next(train)
-print(json.dumps({"seconds": time.perf_counter() - start}))
-"""
+# the loader bench's peer timing, with torch limited to the run's threads (argv[2])
+PEER_SNIPPET = LOADER_PEER_SNIPPET.replace("import json, sys, time, torch\n",
+                                           "import json, sys, time, torch\ntorch.set_num_threads(int(sys.argv[2]))\n")
 
 
 def child(work: Path, raw: Path, device_path: bool, batches: int, patch: list[int], batch_size: int, threads: int) -> None:

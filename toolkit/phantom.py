@@ -11,6 +11,7 @@ which exercises the resampling rules. The first four cases are two patients scan
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,16 +30,34 @@ def _ellipsoid(shape, center, radii, spacing) -> np.ndarray:
 DEFAULT_EXTENT_MM = (60.0, 72.0, 72.0)
 
 
+@dataclass(frozen=True)
+class CaseFrame:
+    """What every phantom case shares: grid, body and where its organ sits (drawn in this order)."""
+
+    spacing: np.ndarray  # z, y, x in mm
+    shape: tuple[int, ...]
+    scale: np.ndarray  # field of view relative to DEFAULT_EXTENT_MM
+    body: np.ndarray
+    organ_center: np.ndarray
+
+
+def case_frame(rng: np.random.Generator, extent_mm=DEFAULT_EXTENT_MM) -> CaseFrame:
+    """Anisotropic spacing (z 2.0-3.0 mm, in-plane 0.8-1.0 mm), the grid covering ``extent_mm``, the
+    ellipsoidal body near the centre and the organ's centre near the body's."""
+    spacing = np.array([rng.uniform(2.0, 3.0), *(rng.uniform(0.8, 1.0),) * 2])
+    extent = np.asarray(extent_mm, dtype=float)
+    shape = tuple(int(round(e / s)) for e, s in zip(extent, spacing, strict=True))
+    center = np.array(shape) / 2 + rng.uniform(-1.5, 1.5, 3)
+    body = _ellipsoid(shape, center, extent * np.array([0.42, 0.40, 0.44]), spacing)
+    organ_center = center + rng.uniform(-3, 3, 3) / spacing * 2
+    return CaseFrame(spacing, shape, extent / np.asarray(DEFAULT_EXTENT_MM), body, organ_center)
+
+
 def make_phantom_case(rng: np.random.Generator, extent_mm=DEFAULT_EXTENT_MM) -> tuple[np.ndarray, np.ndarray, Geometry]:
     """One phantom: (image float32 zyx, label uint8 zyx, geometry); ``extent_mm`` is the field of view."""
-    spacing = np.array([rng.uniform(2.0, 3.0), *(rng.uniform(0.8, 1.0),) * 2])  # z, y, x in mm
-    extent_mm = np.asarray(extent_mm, dtype=float)
-    scale = extent_mm / np.asarray(DEFAULT_EXTENT_MM)
-    shape = tuple(int(round(e / s)) for e, s in zip(extent_mm, spacing, strict=True))
-    center = np.array(shape) / 2 + rng.uniform(-1.5, 1.5, 3)
-    body = _ellipsoid(shape, center, extent_mm * np.array([0.42, 0.40, 0.44]), spacing)
-    organ_center = center + rng.uniform(-3, 3, 3) / spacing * 2
-    organ_radii = np.array([14.0, 16.0, 18.0]) * scale * rng.uniform(0.85, 1.15, 3)
+    frame = case_frame(rng, extent_mm)
+    spacing, shape, body, organ_center = frame.spacing, frame.shape, frame.body, frame.organ_center
+    organ_radii = np.array([14.0, 16.0, 18.0]) * frame.scale * rng.uniform(0.85, 1.15, 3)
     organ = _ellipsoid(shape, organ_center, organ_radii, spacing) & body
     lesion_center = organ_center + rng.uniform(-4, 4, 3) / spacing
     lesion = _ellipsoid(shape, lesion_center, organ_radii * rng.uniform(0.3, 0.45), spacing) & organ

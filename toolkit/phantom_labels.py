@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.io.images import Geometry, write_image
-from toolkit.phantom import DEFAULT_EXTENT_MM, _ellipsoid, make_phantom_case
+from toolkit.phantom import DEFAULT_EXTENT_MM, _ellipsoid, case_frame, make_phantom_case
 
 REGION_LABELS = {"background": 0, "organ": [1, 2, 3], "lesion": [2, 3], "core": 3}
 REGIONS_CLASS_ORDER = [1, 2, 3]
@@ -29,14 +29,9 @@ SCRIBBLE_LABELS = {"background": 0, "organ": 1, "lesion": 2, "ignore": 3}
 
 def make_region_case(rng: np.random.Generator, extent_mm=DEFAULT_EXTENT_MM) -> tuple[np.ndarray, np.ndarray, Geometry]:
     """One nested phantom: (image float32 zyx, label uint8 zyx with 0-3, geometry)."""
-    spacing = np.array([rng.uniform(2.0, 3.0), *(rng.uniform(0.8, 1.0),) * 2])  # z, y, x in mm
-    extent = np.asarray(extent_mm, dtype=float)
-    scale = extent / np.asarray(DEFAULT_EXTENT_MM)
-    shape = tuple(int(round(e / s)) for e, s in zip(extent, spacing, strict=True))
-    center = np.array(shape) / 2 + rng.uniform(-1.5, 1.5, 3)
-    body = _ellipsoid(shape, center, extent * np.array([0.42, 0.40, 0.44]), spacing)
-    organ_center = center + rng.uniform(-3, 3, 3) / spacing * 2
-    organ_radii = np.array([15.0, 18.0, 20.0]) * scale * rng.uniform(0.9, 1.1, 3)
+    frame = case_frame(rng, extent_mm)
+    spacing, shape, body, organ_center = frame.spacing, frame.shape, frame.body, frame.organ_center
+    organ_radii = np.array([15.0, 18.0, 20.0]) * frame.scale * rng.uniform(0.9, 1.1, 3)
     organ = _ellipsoid(shape, organ_center, organ_radii, spacing) & body
     lesion_center = organ_center + rng.uniform(-2, 2, 3) / spacing
     # thick shells (lesion ~0.8 of the organ, core ~0.7 of the lesion): every region has hundreds of voxels

@@ -31,56 +31,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from _hippo import DATASET, REPO, peer_plan, peer_plans_name, prepare
-from _peer import peer_env, peer_python
+from _hippo import DATASET, peer_plan, peer_plans_name, prepare
+from _train_pair import check_same_plan, peer_fold, peer_plans_with_batch, train_ours, train_peer
 
 from toolkit.planning import preset_names
 
-PEAK_RSS = """
-def peak_rss_mib():
-    with open("/proc/self/status", encoding="utf-8") as f:  # VmHWM: this process's peak resident set
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
-"""
-
-OURS_SNIPPET = PEAK_RSS + """
-import json, sys
-from toolkit.training.options import TrainerOptions
-from toolkit.training.setup import resolve_training
-from toolkit.training.trainer import Trainer, run_final_validation
-a = json.loads(sys.argv[1])
-setup = resolve_training(a["raw"], a["work"], "3d_fullres", 0)
-options = TrainerOptions(epochs=a["epochs"], iters_per_epoch=a["iters"], val_iters=a["val_iters"],
-                         batch_size=a["batch_size"], num_workers=0, device="cpu", seed=a["seed"],
-                         save_every=a["epochs"], precision=a["precision"], final_validation=False)
-trainer = Trainer(setup, options)
-fold = trainer.run()
-peak = peak_rss_mib()
-run_final_validation(fold, setup.dataset_root, "cpu")
-print(json.dumps({"epoch_times": trainer.logs["epoch_time"], "precision": trainer.precision,
-                  "peak_rss_mib": peak, "fold": str(fold)}))
-"""
-
-PEER_SNIPPET = PEAK_RSS + """
-import json, sys, torch
-from nnunetv2.run.run_training import get_trainer_from_args
-epochs, iters, val_iters = (int(a) for a in sys.argv[1:4])
-t = get_trainer_from_args("4", "3d_fullres", 0, "nnUNetTrainer", sys.argv[4], device=torch.device("cpu"))
-t.num_epochs, t.num_iterations_per_epoch, t.num_val_iterations_per_epoch = epochs, iters, val_iters
-t.run_training()
-peak = peak_rss_mib()
-t.perform_actual_validation()
-log = getattr(t.logger, "local_logger", t.logger).my_fantastic_logging  # 2.6+: MetaLogger
-times = [e - s for s, e in zip(log["epoch_start_timestamps"], log["epoch_end_timestamps"])]
-print(json.dumps({"epoch_times": times, "peak_rss_mib": peak, "network": type(t.network).__name__}))
-"""
+CONFIG = "3d_fullres"
 
 
 def _foreground_dice(summary: Path) -> float:
@@ -89,74 +50,21 @@ def _foreground_dice(summary: Path) -> float:
     return float(fg["Dice"] if isinstance(fg, dict) else fg)
 
 
-def _last_json(stdout: str) -> dict:
-    return json.loads(stdout.strip().splitlines()[-1])
-
-
-def check_same_plan(ours: dict, peer: dict) -> None:
-    """Exit with the differing fields unless both 3d_fullres plans have the same patch and network."""
-    arch = peer["architecture"]["arch_kwargs"]
-    n = len(arch["features_per_stage"])
-    blocks = arch.get("n_blocks_per_stage", arch.get("n_conv_per_stage"))
-    ours_arch = ours.get("architecture") or {"n_blocks_per_stage": [2] * n, "n_conv_per_stage_decoder": [2] * (n - 1)}
-    pairs = {
-        "patch_size": (ours["patch_size"], peer["patch_size"]),
-        "features_per_stage": (ours["features_per_stage"], arch["features_per_stage"]),
-        "conv_kernel_sizes": (ours["conv_kernel_sizes"], arch["kernel_sizes"]),
-        "pool_strides": (ours["pool_strides"], arch["strides"][1:]),
-        "n_blocks_per_stage": (ours_arch["n_blocks_per_stage"], blocks),
-        "n_conv_per_stage_decoder": (ours_arch["n_conv_per_stage_decoder"], arch["n_conv_per_stage_decoder"]),
-    }
-    differ = [f"{k}: segkit {a} vs nnunetv2 {b}" for k, (a, b) in pairs.items()
-              if json.loads(json.dumps(a)) != json.loads(json.dumps(b))]
-    if differ:
-        raise SystemExit("segkit's and nnunetv2's 3d_fullres plans differ, not a like-for-like run: " + "; ".join(differ))
-
-
 def run_ours(paths: dict, epochs: int, iters: int, val_iters: int, batch_size: int,
              precision: str, seed: int = 0) -> tuple[float, float, str, float]:
     """Dice, s/iter, precision, peak RSS (MiB) of one segkit training subprocess."""
-    payload = {"raw": str(paths["raw"]), "work": str(paths["work"]), "epochs": epochs, "iters": iters,
-               "val_iters": val_iters, "batch_size": batch_size, "seed": seed, "precision": precision}
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    done = subprocess.run([sys.executable, "-c", OURS_SNIPPET, json.dumps(payload)], env=env, stdout=subprocess.PIPE,
-                          text=True, encoding="utf-8", errors="replace")  # stderr: the training log, live
-    if done.returncode:
-        raise SystemExit(f"segkit training failed (exit {done.returncode}); its log is above")
-    res = _last_json(done.stdout)
-    per_iter = statistics.median(res["epoch_times"]) / iters
-    dice = _foreground_dice(Path(res["fold"]) / "validation" / "summary.json")
-    return dice, per_iter, res["precision"], res["peak_rss_mib"]
+    run = train_ours(paths["raw"], paths["work"], CONFIG, epochs, iters, val_iters, batch_size, precision, seed)
+    dice = _foreground_dice(run.fold / "validation" / "summary.json")
+    return dice, run.s_per_iter(iters), run.precision, run.peak_rss_mib
 
 
 def run_peer(scratch: Path, epochs: int, iters: int, val_iters: int,
              plans_name: str) -> tuple[float, float, float, str]:
     """Dice, s/iter, peak RSS (MiB), network class of one nnunetv2 training subprocess (nnUNetTrainer on
     ``plans_name``)."""
-    env = peer_env(scratch / "raw", scratch / "nnunet_pre", scratch / "nnunet_res", n_proc_da=0)
-    done = subprocess.run([str(peer_python()), "-c", PEER_SNIPPET, str(epochs), str(iters), str(val_iters), plans_name],
-                          env=env, capture_output=True, text=True, encoding="utf-8", errors="replace")
-    if done.returncode:
-        raise SystemExit(f"nnunetv2 training failed:\n{done.stderr[-3000:]}")
-    res = _last_json(done.stdout)
-    summary = peer_fold(scratch, plans_name) / "validation" / "summary.json"
-    return _foreground_dice(summary), statistics.median(res["epoch_times"]) / iters, res["peak_rss_mib"], res["network"]
-
-
-def peer_plans_with_batch(scratch: Path, plans_name: str, batch_size: int) -> str:
-    """A copy of the peer's plans named ``<plans_name>_bs<N>`` whose 3d_fullres batch is ``batch_size``
-    (its data identifier unchanged, so the preprocessed data is shared)."""
-    folder = scratch / "nnunet_pre" / DATASET
-    plans = json.loads((folder / f"{plans_name}.json").read_text(encoding="utf-8"))
-    name = f"{plans_name}_bs{batch_size}"
-    plans["plans_name"] = name
-    plans["configurations"]["3d_fullres"]["batch_size"] = batch_size
-    (folder / f"{name}.json").write_text(json.dumps(plans, indent=1), encoding="utf-8")
-    return name
-
-
-def peer_fold(scratch: Path, plans_name: str) -> Path:
-    return scratch / "nnunet_res" / DATASET / f"nnUNetTrainer__{plans_name}__3d_fullres" / "fold_0"
+    run = train_peer(scratch, "4", CONFIG, epochs, iters, val_iters, plans_name)
+    dice = _foreground_dice(run.fold / "validation" / "summary.json")
+    return dice, run.s_per_iter(iters), run.peak_rss_mib, run.network
 
 
 def main() -> None:
@@ -180,14 +88,15 @@ def main() -> None:
     plans_name = peer_plans_name(args.preset)
     peer_config = peer_plan(args.scratch, args.preset)
     ours_plans = json.loads((paths["work"] / DATASET / "plans.json").read_text(encoding="utf-8"))
-    check_same_plan(ours_plans["configurations"]["3d_fullres"], peer_config)
+    check_same_plan(ours_plans["configurations"][CONFIG], peer_config, CONFIG)
     bs = peer_config["batch_size"]
     if args.batch_size is not None and args.batch_size != bs:
-        plans_name, bs = peer_plans_with_batch(args.scratch, plans_name, args.batch_size), args.batch_size
+        folder = args.scratch / "nnunet_pre" / DATASET
+        plans_name, bs = peer_plans_with_batch(folder, plans_name, CONFIG, args.batch_size), args.batch_size
     total = args.epochs * args.iters
     ours, peer = [], []
     for seed in range(args.first_seed, args.first_seed + args.repeats):
-        for stale in (paths["work"] / DATASET / "models", peer_fold(args.scratch, plans_name).parent):
+        for stale in (paths["work"] / DATASET / "models", peer_fold(args.scratch, DATASET, plans_name, CONFIG).parent):
             shutil.rmtree(stale, ignore_errors=True)  # validation outputs of an earlier run must not be reused
         ours.append(run_ours(paths, args.epochs, args.iters, args.val_iters, bs, args.precision, seed))
         peer.append(run_peer(args.scratch, args.epochs, args.iters, args.val_iters, plans_name))

@@ -7,8 +7,10 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from toolkit.io.images import read_image, write_image
 from toolkit.phantom import make_phantom_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,6 +83,28 @@ def msd_to_v2(msd_root: Path, out_root: Path, max_cases: int | None = None) -> P
     }
     (out_root / "dataset.json").write_text(json.dumps(v2, indent=2))
     return out_root
+
+
+def brats_to_canonical(src: Path, out: Path) -> Path:
+    """The four developer cases in the canonical layout: FLAIR and T1c as channels, the BRATS 2015
+    labels 0-4 kept, declared as the BraTS regions (docs/interfaces.md "Region labels and the ignore label");
+    one split, 3 training cases and 1 validation case (tests/test_learning_regions.py, bench/regions_vs_nnunet.py)."""
+    root = out / "Dataset015_BraTS2015"
+    cases = sorted(p for split in ("train", "validation") for p in (src / split).iterdir() if p.is_dir())
+    for case in cases:
+        for channel, name in enumerate(("Flair_subtrMeanDivStd", "T1c_subtrMeanDivStd")):
+            (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+            shutil.copy(case / f"{name}.nii.gz", root / "imagesTr" / f"{case.name}_{channel:04d}.nii.gz")
+        label, geometry = read_image(case / "OTMultiClass.nii.gz")
+        write_image(np.rint(label).astype(np.uint8), geometry, root / "labelsTr" / f"{case.name}.nii.gz")
+    dataset = {"channel_names": {"0": "FLAIR", "1": "T1c"}, "numTraining": len(cases), "file_ending": ".nii.gz",
+               "labels": {"background": 0, "whole tumour": [1, 2, 3, 4], "tumour core": [1, 3, 4],
+                          "enhancing tumour": 4},
+               "regions_class_order": [2, 1, 4]}
+    (root / "dataset.json").write_text(json.dumps(dataset), encoding="utf-8")
+    ids = [c.name for c in cases]
+    (root / "splits_final.json").write_text(json.dumps([{"train": ids[:3], "val": ids[3:]}]), encoding="utf-8")
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -7,15 +7,13 @@ predicted end to end in tests/test_label_models_end_to_end.py."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import brats_to_canonical
 
 from toolkit.cli import cli
-from toolkit.io.images import read_image, write_image
 from toolkit.training.options import TrainerOptions
 from toolkit.training.setup import resolve_training
 from toolkit.training.trainer import Trainer
@@ -55,32 +53,11 @@ def _train(ds: Path, work: Path, epochs: int, iters: int, config: str = "2d", **
     return trainer.logs["pseudo_dice"]
 
 
-def _brats_to_canonical(src: Path, out: Path) -> Path:
-    """The four developer cases in the canonical layout: FLAIR and T1c as channels, the BRATS 2015
-    labels 0-4 kept, declared as the BraTS regions (docs/interfaces.md "Region labels and the ignore label")."""
-    root = out / "Dataset015_BraTS2015"
-    cases = sorted(p for split in ("train", "validation") for p in (src / split).iterdir() if p.is_dir())
-    for case in cases:
-        for channel, name in enumerate(("Flair_subtrMeanDivStd", "T1c_subtrMeanDivStd")):
-            (root / "imagesTr").mkdir(parents=True, exist_ok=True)
-            shutil.copy(case / f"{name}.nii.gz", root / "imagesTr" / f"{case.name}_{channel:04d}.nii.gz")
-        label, geometry = read_image(case / "OTMultiClass.nii.gz")
-        write_image(np.rint(label).astype(np.uint8), geometry, root / "labelsTr" / f"{case.name}.nii.gz")
-    dataset = {"channel_names": {"0": "FLAIR", "1": "T1c"}, "numTraining": len(cases), "file_ending": ".nii.gz",
-               "labels": {"background": 0, "whole tumour": [1, 2, 3, 4], "tumour core": [1, 3, 4],
-                          "enhancing tumour": 4},
-               "regions_class_order": [2, 1, 4]}
-    (root / "dataset.json").write_text(json.dumps(dataset), encoding="utf-8")
-    ids = [c.name for c in cases]
-    (root / "splits_final.json").write_text(json.dumps([{"train": ids[:3], "val": ids[3:]}]), encoding="utf-8")
-    return root
-
-
 def test_real_brats_cases_train_with_brats_regions(shared_data, tmp_path):
     src = shared_data / "BraTS2015_deepmedic_examples" / "examples" / "dataForExamples" / "brats2015TrainingData"
     if not src.is_dir():
         pytest.skip(f"real data not available: {src} is absent")
-    ds = _brats_to_canonical(src, tmp_path)
+    ds = brats_to_canonical(src, tmp_path)
     _prepare(ds, tmp_path / "work", patch=[128, 128])
     dice = _train(ds, tmp_path / "work", epochs=3, iters=10, batch_size=4)
     print("BraTS pseudo-Dice per epoch (whole tumour, tumour core, enhancing tumour):", dice)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from challenges.base import Adapter, RawCase, Volume
+from challenges.folder_volumes import read_header
 from challenges.regions import apply_regions
 from toolkit.errors import SegkitError
 from toolkit.io.atomic import atomic_write_json, atomic_write_path
@@ -131,13 +132,7 @@ def _copyable(src: Path, dst: Path) -> bool:
 def _pixel_type(path: Path) -> str:
     import SimpleITK as sitk
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        raise SegkitError("unreadable image header", path) from None
-    return sitk.GetPixelIDValueAsString(reader.GetPixelID())
+    return sitk.GetPixelIDValueAsString(read_header(path, "unreadable image header").GetPixelID())
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:

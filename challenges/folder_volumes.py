@@ -47,15 +47,20 @@ def _fmt_size(shape: tuple[int, ...]) -> str:
     return "x".join(str(s) for s in shape)
 
 
-def plain_size(path: Path) -> tuple[tuple[int, ...], int]:
-    """(shape in array order, components per pixel) of a plain image, from its header only."""
-    sitk = _sitk()
-    reader = sitk.ImageFileReader()
+def read_header(path: Path, problem: str = "unreadable image") -> Any:
+    """A SimpleITK reader holding ``path``'s header only (no pixels); ``problem`` names the one-line error."""
+    reader = _sitk().ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError:
-        raise SegkitError("unreadable image", path) from None
+        raise SegkitError(problem, path) from None
+    return reader
+
+
+def plain_size(path: Path) -> tuple[tuple[int, ...], int]:
+    """(shape in array order, components per pixel) of a plain image, from its header only."""
+    reader = read_header(path)
     return tuple(reversed(reader.GetSize())), reader.GetNumberOfComponents()
 
 

@@ -72,8 +72,8 @@ def test_device_path_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
     root_b, work_b = make_work(tmp_path / "b")
     real_plot = trainer_mod.plot_progress
 
-    def plot_then_interrupt(logs, path):
-        real_plot(logs, path)
+    def plot_then_interrupt(logs, path, *names):
+        real_plot(logs, path, *names)
         if len(logs["lr"]) == 1:  # SIGINT arrives during epoch 2
             os.kill(os.getpid(), signal.SIGINT)
 

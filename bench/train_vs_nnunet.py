@@ -22,6 +22,9 @@ Measured 2026-11-27, 60 cases (48 train / 12 validation), 20 x 50 iterations, ba
   bf16, two more runs (--repeats 2 --first-seed 1): segkit 0.8570, 0.8585 | nnunetv2 0.8550, 0.8541
         -> over all three bf16 runs segkit 0.8567 +- 0.0020, nnunetv2 0.8564 +- 0.0033 Dice (+0.0003),
         0.46 vs 0.85 s/iter (1.83x); run-to-run spread of either tool is larger than their difference.
+ResEnc M (2026-11-30, quiet cores, one run): --preset resenc-m --cases 60 --epochs 10 --iters 50 --batch-size 2
+  segkit 0.4384 Dice, 1.25 s/iter (bf16), 1949 MiB | nnunetv2 0.4477 Dice, 2.22 s/iter, 1883 MiB
+  -> -0.0093 (target >= -0.01), 1.78x, peak RSS ratio 1.03 (500 iterations: far from converged).
 In fp32 the step is the same network on the same torch: forward+backward take 0.737 s of our 0.746 s
 step, the batch 9 ms, so only the loader can differ (2.1x, loader_vs_nnunet.py) and it barely shows
 on CPU. bf16 autocast on a CPU with native bf16 (precision "auto") halves forward+backward.

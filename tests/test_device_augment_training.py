@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-from training_helpers import make_work
+from training_helpers import interrupt_after_epochs, make_work
 
-import toolkit.training.trainer as trainer_mod
 from toolkit.errors import SegkitError
 from toolkit.training.options import TrainerOptions, default_num_workers, resolve_augment_on
 from toolkit.training.setup import resolve_training
@@ -70,19 +67,12 @@ def test_device_path_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
     root_a, work_a = make_work(tmp_path / "a")
     full = torch.load(train(root_a, work_a) / FINAL, weights_only=True)
     root_b, work_b = make_work(tmp_path / "b")
-    real_plot = trainer_mod.plot_progress
-
-    def plot_then_interrupt(logs, path, *names):
-        real_plot(logs, path, *names)
-        if len(logs["lr"]) == 1:  # SIGINT arrives during epoch 2
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(trainer_mod, "plot_progress", plot_then_interrupt)
+    restore_plot = interrupt_after_epochs(monkeypatch, 1)  # SIGINT during epoch 2
     with pytest.raises(KeyboardInterrupt):
         train(root_b, work_b)
     fold_b = resolve_training(root_b, work_b, "3d_fullres", 0).fold_dir
     assert torch.load(fold_b / LATEST, weights_only=True)["epoch"] == 1
-    monkeypatch.setattr(trainer_mod, "plot_progress", real_plot)
+    restore_plot()
     resumed = torch.load(train(root_b, work_b, resume=True) / FINAL, weights_only=True)
     assert resumed["logs"]["train_loss"] == pytest.approx(full["logs"]["train_loss"], rel=1e-4)
     for key, value in full["network_weights"].items():

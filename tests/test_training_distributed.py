@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-from training_helpers import PLAN_3D, make_work
+from training_helpers import PLAN_3D, interrupt_after_epochs, make_work
 
-import toolkit.training.trainer as trainer_mod
 from toolkit.training.augment import sample_size
 from toolkit.training.distributed import context_from_env, launch_training
 from toolkit.training.loader import BatchMaker, BatchSpec
@@ -111,18 +108,11 @@ def test_torchrun_launch_equals_one_process(tmp_path, single_run):
 def test_interrupted_single_run_resumes_on_two_ranks(tmp_path, single_run, monkeypatch):
     root, work = make_work(tmp_path)
     setup = resolve_training(root, work, "3d_fullres", 0)
-    real_plot = trainer_mod.plot_progress
-
-    def plot_then_interrupt(logs, path, *names):
-        real_plot(logs, path, *names)
-        if len(logs["lr"]) == 1:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(trainer_mod, "plot_progress", plot_then_interrupt)
+    restore_plot = interrupt_after_epochs(monkeypatch, 1)  # SIGINT during epoch 2
     with pytest.raises(KeyboardInterrupt):
         Trainer(setup, OPTS).run()
     assert torch.load(setup.fold_dir / LATEST, weights_only=True)["epoch"] == 1
-    monkeypatch.setattr(trainer_mod, "plot_progress", real_plot)
+    restore_plot()
     launch_training(setup, OPTS.with_changes(world_size=2), resume=True)
     _assert_same_run(single_run, _final(setup.fold_dir))
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 
 import pytest
 import torch
-from training_helpers import make_work
+from training_helpers import interrupt_after_epochs, make_work
 
-import toolkit.training.trainer as trainer_mod
 from toolkit.errors import SegkitError
 from toolkit.training.options import TrainerOptions, poly_lr
 from toolkit.training.setup import resolve_training
@@ -31,21 +29,14 @@ def test_resume_after_interrupt_matches_uninterrupted_run(tmp_path, monkeypatch)
     full = torch.load(fold_a / FINAL, weights_only=True)
 
     root_b, work_b = make_work(tmp_path / "b")
-    real_plot = trainer_mod.plot_progress
-
-    def plot_then_interrupt(logs, path, *names):
-        real_plot(logs, path, *names)
-        if len(logs["lr"]) == 2:  # SIGINT arrives during epoch 3
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(trainer_mod, "plot_progress", plot_then_interrupt)
+    restore_plot = interrupt_after_epochs(monkeypatch, 2)  # SIGINT during epoch 3
     with pytest.raises(KeyboardInterrupt):
         _train(root_b, work_b)
     fold_b = resolve_training(root_b, work_b, "3d_fullres", 0).fold_dir
     assert not (fold_b / FINAL).exists()
     interrupted = torch.load(fold_b / LATEST, weights_only=True)
     assert interrupted["epoch"] == 2 and len(interrupted["logs"]["lr"]) == 2
-    monkeypatch.setattr(trainer_mod, "plot_progress", real_plot)
+    restore_plot()
     _train(root_b, work_b, resume=True)
     resumed = torch.load(fold_b / FINAL, weights_only=True)
 

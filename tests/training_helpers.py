@@ -52,3 +52,22 @@ def make_work(tmp: Path, n_cases: int = 6, plan: dict | None = None, config: str
     splits = [{"train": ids[half:], "val": ids[:half]}, {"train": ids[:half], "val": ids[half:]}]
     wd.splits.write_text(json.dumps(splits))
     return root, work
+
+
+def interrupt_after_epochs(monkeypatch, epochs: int):
+    """Make the trainer get SIGINT right after plotting epoch ``epochs`` (during the next epoch, as a user's
+    Ctrl-C would); returns a function that undoes the patch before resuming."""
+    import os
+    import signal
+
+    import toolkit.training.trainer as trainer_mod
+
+    real_plot = trainer_mod.plot_progress
+
+    def plot_then_interrupt(logs, path, *names):
+        real_plot(logs, path, *names)
+        if len(logs["lr"]) == epochs:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(trainer_mod, "plot_progress", plot_then_interrupt)
+    return lambda: monkeypatch.setattr(trainer_mod, "plot_progress", real_plot)

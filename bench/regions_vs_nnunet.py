@@ -21,33 +21,13 @@ the ratio, the validation prediction time, the peak RSS (VmHWM) of each training
 average before and after each run. One run of each, segkit first, nothing alternated: on a shared
 machine the timing ratio carries the load difference between the two runs.
 
-Measured 2026-11-30 (bench/README.md "Region training vs nnunetv2 (BraTS)"), ONE short run on the 2 shared
-cores with other helpers' jobs running (uptime load 3.4 before, 4.0 between the two trainings, 4.0 after;
-16 min 55 s in all), ``--epochs 5 --iters 10 --val-iters 2 --batch-size 2 --no-tta`` (the planned 2d
-batch is 27, far too slow for CPU; TTA off because segkit's mirrored validation alone took 17 min in a
-smoke run at load ~6):
-  Dataset015_BraTS2015 fold 0 (1 validation case(s): brats_2013_pat0004_1), 2d patch 256x256, 5 x 10 iterations
-  (+2 validation iterations per epoch), batch 2, validation without mirroring, one run each:
-    region                     segkit nnunetv2     diff
-    whole tumour (1, 2, 3, 4)   0.3760   0.4269  -0.0509
-    tumour core (1, 3, 4)      0.1022   0.4067  -0.3045
-    enhancing tumour 4         0.0233   0.0308  -0.0075
-    mean over regions          0.1672   0.2881  -0.1209
-    s/iter (median epoch)        5.03     7.77   nnunetv2/segkit 1.54x
-    validation prediction s     202.5     68.6   nnunetv2/segkit 0.34x
-    peak RSS of training MiB     1973     1731   segkit/nnunetv2 1.14
-    precision: segkit bf16, nnunetv2 fp32 (AMP on CUDA only); networks UNet / PlainConvUNet
-What it shows: both tools train the BraTS regions from the same canonical folder with the same plan
-(patch 256x256, 7-stage 32..512 network, checked) and produce region label maps one evaluator scores.
-What it does not show: 50 iterations of one seed scored on ONE validation case are far from converged
-(pseudo-Dice was still rising in both), so the Dice differences, tumour core's -0.30 included, are
-not evidence either way; per-epoch pseudo-Dice of the last epoch was whole tumour 0.52 / 0.68,
-tumour core 0.17 / 0.51, enhancing 0.05 / 0.02 (segkit / nnunetv2). Timings are single runs at
-different moments of a loaded machine; the s/iter ratio mixes segkit's bf16 step with the load.
-segkit's validation prediction took 3x nnunetv2's: a probe afterwards timed segkit's sliding window
-over 12 slices of that case at 0.69 s/slice fp32 (0.80 bf16), the same as the bare forward passes,
-i.e. ~110 s of the 202 s for 155 slices; the rest (export, the .npz probabilities nnunetv2 does not
-write by default, the load at the time) was not broken down. Worth a dedicated predict benchmark in 2d.
+Measured 2026-11-30 (bench/README.md "Region training vs nnunetv2 (BraTS)") on quiet cores, two runs of the
+pair (``--epochs 8 --iters 25 --val-iters 2 --batch-size 2 --no-tta``, ``--seed 0`` and ``--seed 1``):
+mean Dice over the regions 0.7150 / 0.7937 and 0.4987 / 0.4630 (segkit / nnunetv2), i.e. 0.607 vs 0.628 on
+average, while two runs of the same tool differ by 0.2-0.3: on 3 training cases and 1 validation case the
+tools cannot be told apart. s/iter 0.82-0.86 vs 1.40 (1.63-1.70x, segkit bf16 vs nnunetv2 fp32); validation
+prediction 37.7-40.4 s vs 37.8-40.1 s. bench/regions_pipeline_vs_nnunet.py checks the parts below the
+training loop directly (the region loss on the same tensors, the loaders' region statistics).
 """
 
 from __future__ import annotations

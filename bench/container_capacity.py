@@ -10,7 +10,11 @@ as in predict_vs_nnunet.py), the same random-weight network, step 0.5, mirroring
 same torch build; nnUNetv2_predict runs with its defaults. Test cases are synthetic CT cubes of growing
 side at the plan's spacing (air, a body, an organ; no resampling needed), tried from small to large,
 alternating the tools per size; a tool stops at its first size that does not fit. The answer: the
-largest fitting case per tool, in voxels, and their ratio.
+largest fitting case per tool, in voxels, and their ratio. Each run also records its network forward
+passes (sliding windows x 8 mirrorings): the time grows in steps, when a window count grows, not with the
+voxels. So the report adds, per tool, the next side above its largest fit whose window count grows and
+that size's projected time at the measured seconds per forward pass (``projection_above_largest_fit``;
+a projection, labelled as one, for sizes whose run would only confirm a 20-minute timeout).
 
 Why processes and not containers: segkit packages its own image, but there is no nnunetv2 image to run
 beside it; the same limits on both processes (from one venv per tool, same torch) are the fair
@@ -64,6 +68,36 @@ def synthetic_ct(side: int, spacing_zyx: list[float], path: Path, seed: int = 0)
     sp = tuple(float(s) for s in reversed(spacing_zyx))
     write_image(img, Geometry(sp, (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1)), path)
     return side ** 3
+
+
+def forward_passes(side: int, patch: list[int], step: float = 0.5, mirrors: int = 8) -> int:
+    """Network forward passes for a cube of ``side``: windows (segkit's rule, the same as nnunetv2's
+    ``compute_steps_for_sliding_window``; a side below the patch is padded to it) x mirroring passes."""
+    sys.path.insert(0, str(REPO))
+    from toolkit.inference.sliding_window import window_starts
+
+    starts = window_starts([max(side, p) for p in patch], patch, step)
+    return int(np.prod([len(s) for s in starts])) * mirrors
+
+
+def projection(runs: list[dict], patch: list[int], time_limit: float) -> dict | None:
+    """For the largest size each tool fitted: the next side whose window count grows, its forward passes
+    and its time at the measured seconds per forward pass (an upper bound on the rate: that run's fixed
+    start-up and export are counted as forward time). Says whether sizes above the series can fit."""
+    out = {}
+    for tool in sorted({r["tool"] for r in runs}):
+        fits = [r for r in runs if r["tool"] == tool and r["problem"] is None]
+        if not fits:
+            continue
+        best = max(fits, key=lambda r: r["side"])
+        per_pass = best["seconds"] / best["forward_passes"]
+        side = best["side"] + 1
+        while forward_passes(side, patch) == best["forward_passes"]:
+            side += 1
+        n = forward_passes(side, patch)
+        out[tool] = {"from_side": best["side"], "s_per_forward_pass": round(per_pass, 2), "next_side": side,
+                     "next_forward_passes": n, "projected_s": round(n * per_pass), "fits": n * per_pass <= time_limit}
+    return out or None
 
 
 def _limits(memory_mb: int, cpus: int):
@@ -152,6 +186,7 @@ def main() -> None:
                 if not alive[tool]:
                     continue
                 run = {"tool": tool, "side": side, "voxels": voxels,
+                       "forward_passes": forward_passes(side, cfg["patch_size"]),
                        **run_job(cmd, tool_env, args.memory, args.cpus, args.time_limit)}
                 alive[tool] = run["problem"] is None
                 report["runs"].append(run)
@@ -162,6 +197,7 @@ def main() -> None:
                              default=0) for tool in alive}
         report["largest_voxels"] = largest
         report["all_sizes_fit"] = [tool for tool, ok in alive.items() if ok]  # the bound lies above --sizes
+        report["projection_above_largest_fit"] = projection(report["runs"], cfg["patch_size"], args.time_limit)
         if largest["nnunetv2"]:
             report["ratio_segkit_over_nnunetv2"] = round(largest["segkit"] / largest["nnunetv2"], 2)
     text = json.dumps(report, indent=2)

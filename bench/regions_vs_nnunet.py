@@ -21,13 +21,13 @@ the ratio, the validation prediction time, the peak RSS (VmHWM) of each training
 average before and after each run. One run of each, segkit first, nothing alternated: on a shared
 machine the timing ratio carries the load difference between the two runs.
 
-Measured 2026-11-30 (bench/README.md "Region training vs nnunetv2 (BraTS)") on quiet cores, two runs of the
-pair (``--epochs 8 --iters 25 --val-iters 2 --batch-size 2 --no-tta``, ``--seed 0`` and ``--seed 1``):
-mean Dice over the regions 0.7150 / 0.7937 and 0.4987 / 0.4630 (segkit / nnunetv2), i.e. 0.607 vs 0.628 on
-average, while two runs of the same tool differ by 0.2-0.3: on 3 training cases and 1 validation case the
-tools cannot be told apart. s/iter 0.82-0.86 vs 1.40 (1.63-1.70x, segkit bf16 vs nnunetv2 fp32); validation
-prediction 37.7-40.4 s vs 37.8-40.1 s. bench/regions_pipeline_vs_nnunet.py checks the parts below the
-training loop directly (the region loss on the same tensors, the loaders' region statistics).
+Measured 2026-11-30 (bench/README.md "Region training vs nnunetv2 (BraTS)") on quiet cores, three runs of the
+pair (``--epochs 8 --iters 25 --val-iters 2 --batch-size 2 --no-tta``, ``--seed 0/1/2``): mean Dice over the
+regions 0.7150 / 0.7937, 0.4987 / 0.4630, 0.5888 / 0.5917 (segkit / nnunetv2), i.e. 0.601 vs 0.616 on average,
+while runs of the same tool scatter with a standard deviation of 0.11 / 0.17: on 3 training cases and 1
+validation case the tools cannot be told apart. s/iter 0.78-0.86 vs 1.29-1.40 (1.63-1.70x, segkit bf16 vs
+nnunetv2 fp32); validation prediction 35.2-40.4 s vs 37.8-40.1 s. bench/regions_pipeline_vs_nnunet.py checks
+the parts below the training loop directly (the region loss on the same tensors, the loaders' region statistics).
 """
 
 from __future__ import annotations

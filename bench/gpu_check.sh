@@ -3,13 +3,7 @@
 # phantom -> segkit run (3d_fullres, 2 folds, AMP) -> export -> predict on CUDA and on CPU -> compare.
 # Expects wheels of the packages the GPU image lacks in .whl/ (SimpleITK, cc3d, batchgenerators & deps).
 set -euo pipefail
-export PYTHONUNBUFFERED=1
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
+source "$(dirname "$0")/_gpu_env.sh"
 OUT=${OUT:-/tmp/gpu_check}; mkdir -p "$OUT"
 S="python3 -m toolkit.cli"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"

@@ -12,13 +12,7 @@
 # Expects wheels of the packages the GPU image lacks in .whl/ (as bench/gpu_check.sh; nnunetv2's too
 # for the peer row). Output also in $OUT/gpu_device_augment.txt.
 set -euo pipefail
-export PYTHONUNBUFFERED=1
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
+source "$(dirname "$0")/_gpu_env.sh"
 OUT=${OUT:-/tmp/gpu_device_augment_out}; mkdir -p "$OUT"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
 python3 bench/gpu_device_augment.py "$@" 2>&1 | tee "$OUT/gpu_device_augment.txt"

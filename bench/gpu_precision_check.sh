@@ -2,13 +2,7 @@
 # Short CUDA check of the precision policy (not part of `make test`; CI has no GPU):
 # the CUDA-only tests, then one tiny training per precision on CUDA (auto = fp16 + GradScaler, fp32 = neither).
 set -euo pipefail
-export PYTHONUNBUFFERED=1
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD:$PWD/tests
-else
-  export PYTHONPATH=$PWD:$PWD/tests
-fi
+GPU_EXTRA_PATH=$PWD/tests source "$(dirname "$0")/_gpu_env.sh"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(), 'bf16', torch.cuda.is_bf16_supported())"
 python3 -m pytest -q -p no:cacheprovider tests/test_precision.py tests/test_inference_sliding_window.py 2>&1 | tail -3
 python3 - <<'PY'

@@ -124,6 +124,13 @@ def _run(stdout: str) -> TrainedRun:
                       res["validation_s"], res["network"])
 
 
+def foreground_dice(summary: Path) -> float:
+    """Mean foreground Dice of a validation ``summary.json`` (segkit's evaluator writes both tools' summaries
+    in these benches; ``foreground_mean`` is a dict of metrics, or the Dice itself in older summaries)."""
+    fg = json.loads(summary.read_text(encoding="utf-8"))["foreground_mean"]
+    return float(fg["Dice"] if isinstance(fg, dict) else fg)
+
+
 def check_same_plan(ours: dict, peer: dict, config: str = "3d_fullres") -> None:
     """Exit with the differing fields unless both plans of ``config`` have the same patch and network."""
     arch = peer["architecture"]["arch_kwargs"]

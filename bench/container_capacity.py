@@ -48,11 +48,11 @@ from predict_vs_nnunet import make_models  # noqa: E402
 from preprocess_vs_nnunet import SYNTH, ds_id, tree_rss_mib  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # toolkit: synthetic cases, window counts
 
 
 def synthetic_ct(side: int, spacing_zyx: list[float], path: Path, seed: int = 0) -> int:
     """A CT-like cube (HU: air -1000, body ~40 with noise, an organ ~120) at the plan's spacing."""
-    sys.path.insert(0, str(REPO))
     from toolkit.io.images import Geometry, write_image
 
     rng = np.random.default_rng(seed)
@@ -73,7 +73,6 @@ def synthetic_ct(side: int, spacing_zyx: list[float], path: Path, seed: int = 0)
 def forward_passes(side: int, patch: list[int], step: float = 0.5, mirrors: int = 8) -> int:
     """Network forward passes for a cube of ``side``: windows (segkit's rule, the same as nnunetv2's
     ``compute_steps_for_sliding_window``; a side below the patch is padded to it) x mirroring passes."""
-    sys.path.insert(0, str(REPO))
     from toolkit.inference.sliding_window import window_starts
 
     starts = window_starts([max(side, p) for p in patch], patch, step)

@@ -17,7 +17,6 @@ workers 0.5521 mean foreground Dice (-0.0009); last-epoch training loss -0.4861 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import torch
 from _hippo import DATASET, REPO, prepare
+from _train_pair import foreground_dice
 
 
 def train(raw: Path, work: Path, augment_on: str, args: argparse.Namespace, seed: int) -> tuple[float, float]:
@@ -40,9 +40,7 @@ def train(raw: Path, work: Path, augment_on: str, args: argparse.Namespace, seed
            "--augment-on", augment_on]
     subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     logs = torch.load(fold / "checkpoint_final.pt", weights_only=True, map_location="cpu")["logs"]
-    summary = json.loads((fold / "validation" / "summary.json").read_text(encoding="utf-8"))
-    fg = summary["foreground_mean"]
-    return float(fg["Dice"] if isinstance(fg, dict) else fg), statistics.median(logs["epoch_time"]) / args.iters
+    return foreground_dice(fold / "validation" / "summary.json"), statistics.median(logs["epoch_time"]) / args.iters
 
 
 def main() -> None:

@@ -9,8 +9,8 @@ modules put on its path):
 
 1. The loss. Random logits for 4 deep-supervision heads (2d, 3 regions), a random label map with values
    0-4 and -1 (outside the non-zero mask): segkit's ``deep_supervision_loss`` with the BraTS region targets
-   against nnunetv2's ``DeepSupervisionWrapper(DC_and_BCE_loss(batch_dice=True, do_bg=True))`` with
-   the planner's head weights, on region targets downsampled per head by ``nearest`` (segkit's rule;
+   against nnunetv2's ``DeepSupervisionWrapper(DC_and_BCE_loss(batch_dice=True, do_bg=True))``, both with
+   nnunetv2's head weights (1/2^i, the lowest head 0, normalised), on region targets downsampled per head by ``nearest`` (segkit's rule;
    nnunetv2's DownsampleSegForDSTransform uses ``nearest-exact``, the other pixel of each 2x2 block, printed
    too). Equal losses mean equal BCE, Dice, batch Dice, head weights and region targets.
 2. The batches. The four labelled BraTS 2015 cases as one region dataset (bench/regions_vs_nnunet.py
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -128,7 +129,7 @@ def main() -> None:
     folder = args.scratch / "nnunet_pre" / DATASET
     plans = peer_plans_with_batch(folder, "nnUNetPlans", "2d", 2)
     ours = _last_json([sys.executable, "-c", OURS_BATCHES, str(raw), str(work), str(args.batches)],
-                      {**peer_env(raw.parent, folder.parent, args.scratch / "nnunet_res"), **path_env})
+                      {**os.environ, **path_env})
     peer = _last_json([str(peer_python()), "-c", PEER_BATCHES, plans, str(args.batches)],
                       peer_env(raw.parent, folder.parent, args.scratch / "nnunet_res", n_proc_da=0))
     print(f"2. {args.batches} training batches of 2 (2d, fold 0, augmented), segkit / nnunetv2:")

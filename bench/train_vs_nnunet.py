@@ -40,24 +40,25 @@ import tempfile
 from pathlib import Path
 
 from _hippo import DATASET, peer_plan, peer_plans_name, prepare
-from _train_pair import check_same_plan, peer_fold, peer_plans_with_batch, train_ours, train_peer
+from _train_pair import (
+    check_same_plan,
+    foreground_dice,
+    peer_fold,
+    peer_plans_with_batch,
+    train_ours,
+    train_peer,
+)
 
 from toolkit.planning import preset_names
 
 CONFIG = "3d_fullres"
 
 
-def _foreground_dice(summary: Path) -> float:
-    data = json.loads(summary.read_text(encoding="utf-8"))
-    fg = data["foreground_mean"]
-    return float(fg["Dice"] if isinstance(fg, dict) else fg)
-
-
 def run_ours(paths: dict, epochs: int, iters: int, val_iters: int, batch_size: int,
              precision: str, seed: int = 0) -> tuple[float, float, str, float]:
     """Dice, s/iter, precision, peak RSS (MiB) of one segkit training subprocess."""
     run = train_ours(paths["raw"], paths["work"], CONFIG, epochs, iters, val_iters, batch_size, precision, seed)
-    dice = _foreground_dice(run.fold / "validation" / "summary.json")
+    dice = foreground_dice(run.fold / "validation" / "summary.json")
     return dice, run.s_per_iter(iters), run.precision, run.peak_rss_mib
 
 
@@ -66,7 +67,7 @@ def run_peer(scratch: Path, epochs: int, iters: int, val_iters: int,
     """Dice, s/iter, peak RSS (MiB), network class of one nnunetv2 training subprocess (nnUNetTrainer on
     ``plans_name``)."""
     run = train_peer(scratch, "4", CONFIG, epochs, iters, val_iters, plans_name)
-    dice = _foreground_dice(run.fold / "validation" / "summary.json")
+    dice = foreground_dice(run.fold / "validation" / "summary.json")
     return dice, run.s_per_iter(iters), run.peak_rss_mib, run.network
 
 
